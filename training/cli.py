@@ -1,16 +1,60 @@
-"""`geoloc-train`: builds partitions (and, as they land, features, heads, the RRM and model bundles)."""
+"""`geoloc-train`: partitions, model bundles, feature caches, heads, the RRM, backbone fine-tuning, placeable set.
+
+A bundle directory is the working state: `bundle` starts it (backbone + partitions), `features` embeds a dataset
+with its backbone, `head` / `rrm` train on those features and write into it, `backbone` fine-tunes it,
+`placeable` lists the background collection.
+"""
 
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 import time
 from pathlib import Path
 
-from locator.cells import PartitionError
-from locator.datasets import DatasetError
+import numpy as np
+
+from locator.backbone import BackboneError, create_backbone
+from locator.bundle import BACKBONE, Bundle, BundleError
+from locator.cells import Partition, PartitionError
+from locator.datasets import DatasetError, Record, owner_split, read_dataset
 from training.coordinates import read_coordinates_csv, synthetic_coordinates, write_coordinates_csv
+from training.features import FeatureCache, FeatureCacheError, build_feature_cache
+from training.heads import HeadSettings, photo_classes, train_head
 from training.partition import PartitionSettings, adaptive_partition
+from training.placeable import placeable_mask
+from training.rrm import RRMSettings, train_rrm
+
+
+def _write_log(bundle: Bundle, name: str, losses: list[float]) -> Path:
+    path = bundle.directory / "logs" / f"{name}.csv"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("epoch,loss\n" + "".join(f"{k + 1},{v:.6f}\n" for k, v in enumerate(losses)))
+    return path
+
+
+def backbone_id(bundle: Bundle) -> str:
+    """Identifies the bundle's backbone weights and preprocessing (what a feature cache depends on)."""
+    return f"{bundle.config['files'][BACKBONE][:16]}-{bundle.backbone.preprocessing.size}-{bundle.backbone.preprocessing.square}"
+
+
+def _records(args: argparse.Namespace) -> list[Record]:
+    records = read_dataset(args.data, images_dir=args.images)
+    if args.split == "all":
+        return records
+    train, val = owner_split(records, args.val_fraction, args.seed)
+    return train if args.split == "train" else val
+
+
+def _cache_for(bundle: Bundle, path: Path) -> FeatureCache:
+    cache = FeatureCache.open(path)
+    if cache.meta["backbone"] != backbone_id(bundle):
+        raise FeatureCacheError(f"{path}: features were made with another backbone than {bundle.directory}'s; "
+                                "run `geoloc-train features` again")
+    if not cache.done.any():
+        raise FeatureCacheError(f"{path}: no photo has features yet")
+    return cache
 
 
 def _partition(args: argparse.Namespace) -> int:
@@ -32,9 +76,124 @@ def _sample_coords(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bundle(args: argparse.Namespace) -> int:
+    weights = None if args.weights == "none" else args.weights
+    backbone = create_backbone(args.arch, weights=weights, size=args.size, square=args.square)
+    partitions = [Partition.read_csv(p) for p in args.partitions]
+    bundle = Bundle.create(args.out, backbone, partitions, weights_source=str(args.weights))
+    print(f"bundle: {args.arch} ({backbone.feature_dim}-d, weights {args.weights}), partitions "
+          f"{' / '.join(str(len(p)) for p in partitions)} cells -> {args.out} (fingerprint {bundle.fingerprint[:12]})")
+    return 0
+
+
+def _features(args: argparse.Namespace) -> int:
+    bundle = Bundle.load(args.bundle)
+    records = _records(args)
+    start = time.perf_counter()
+    cache = build_feature_cache(records, bundle.backbone, args.out, backbone_id(bundle), dtype=args.dtype,
+                                batch_size=args.batch_size, device=args.device)
+    elapsed = time.perf_counter() - start
+    failed = int((cache.status == 2).sum())
+    print(f"features: {int(cache.done.sum()):,} of {len(records):,} photos embedded ({failed} failed, see "
+          f"{Path(args.out) / 'failures.csv'}) in {elapsed:.0f} s -> {args.out}")
+    return 0
+
+
+def _cached_arrays(cache: FeatureCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rows = np.flatnonzero(cache.done)
+    lat = np.array([cache.records[r].lat for r in rows])
+    lon = np.array([cache.records[r].lon for r in rows])
+    return cache.as_float32(rows), lat, lon
+
+
+def _head(args: argparse.Namespace) -> int:
+    bundle = Bundle.load(args.bundle)
+    features, lat, lon = _cached_arrays(_cache_for(bundle, args.features))
+    settings = HeadSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    init = bundle.heads.get("ce") if args.kind == "mvmf" and not args.no_init else None
+    head, losses = train_head(args.kind, features, lat, lon, bundle.partitions, settings, init_from=init)
+    placed = photo_classes(bundle.partitions, lat, lon)[:, -1]
+    accuracy = float((head.predict(_tensor(features)).cell == placed).mean())
+    bundle.set_head(head, make_default=args.default,
+                    training={**settings.to_json(), "photos": len(features), "final_loss": losses[-1],
+                              "init_from_ce": init is not None})
+    log = _write_log(bundle, f"head_{args.kind}", losses)
+    print(f"head {args.kind}: {len(features):,} photos, loss {losses[0]:.3f} -> {losses[-1]:.3f}, training-set cell "
+          f"accuracy {100 * accuracy:.1f}% -> {args.bundle} (log {log})")
+    return 0
+
+
+def _tensor(array: np.ndarray):
+    import torch
+    return torch.from_numpy(np.asarray(array, dtype=np.float32))
+
+
+def _rrm(args: argparse.Namespace) -> int:
+    bundle = Bundle.load(args.bundle)
+    features, lat, lon = _cached_arrays(_cache_for(bundle, args.features))
+    cells = bundle.partitions[-1].lookup(lat, lon)
+    settings = RRMSettings(hidden_dim=args.hidden_dim, residual=not args.no_residual, loss=args.loss,
+                           batch_pairs=args.batch_pairs, epochs=args.epochs, lr=args.lr,
+                           memory_size=args.memory_size, seed=args.seed)
+    rrm, losses = train_rrm(features, cells, settings)
+    bundle.set_rrm(rrm, training={**settings.to_json(), "photos": len(features)})
+    log = _write_log(bundle, "rrm", losses)
+    print(f"rrm ({args.loss}): {len(features):,} photos in {len(set(cells[cells >= 0].tolist()))} cells, loss "
+          f"{losses[0]:.3f} -> {losses[-1]:.3f} -> {args.bundle} (log {log})")
+    return 0
+
+
+def _placeable(args: argparse.Namespace) -> int:
+    bundle = Bundle.load(args.bundle)
+    cache = _cache_for(bundle, args.features)
+    rows = np.flatnonzero(cache.done)
+    features, lat, lon = _cached_arrays(cache)
+    head = bundle.heads[args.head] if args.head else bundle.default_head
+    true_cells = bundle.partitions[-1].lookup(lat, lon)
+    mask = placeable_mask(head, features, true_cells)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "photo_id", "owner", "source", "lat", "lon", "cell"])
+        for row, cell in zip(rows[mask], true_cells[mask]):
+            r = cache.records[row]
+            writer.writerow([r.image, r.photo_id, r.owner, r.source, repr(r.lat), repr(r.lon), int(cell)])
+    bundle.update_training(placeable={"photos": int(mask.sum()), "of": len(rows), "head": head.kind})
+    print(f"placeable: {int(mask.sum()):,} of {len(rows):,} photos are put in their true cell by the {head.kind} "
+          f"head -> {args.out}")
+    return 0
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from training.backbone import BackboneSettings, finetune_backbone
+    bundle = Bundle.load(args.bundle)
+    records = _records(args)
+    settings = BackboneSettings(epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size,
+                                max_steps=args.max_steps, workers=args.workers, lr=args.lr, seed=args.seed)
+    head, losses = finetune_backbone(bundle.backbone, records, bundle.partitions[-1], settings, device=args.device)
+    bundle.set_backbone(bundle.backbone, weights_source=f"fine-tuned from {bundle.config['backbone']['weights_source']}")
+    if len(bundle.partitions) == 1:
+        bundle.set_head(head, make_default=True, training={**settings.to_json(), "joint_with_backbone": True})
+    bundle.update_training(backbone=settings.to_json())
+    log = _write_log(bundle, "backbone", losses)
+    print(f"backbone: fine-tuned on {len(records):,} photos, loss per epoch {', '.join(f'{v:.3f}' for v in losses)}"
+          f" -> {args.bundle} (log {log}); re-run `features` before training heads on the new backbone")
+    return 0
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="manifest CSV, benchmark CSV or folder of EXIF-GPS photos")
+    parser.add_argument("--images", help="folder that benchmark IMG_IDs are relative to")
+    parser.add_argument("--split", choices=["all", "train", "val"], default="all",
+                        help="owner-grouped split to use (default all)")
+    parser.add_argument("--val-fraction", type=float, default=0.2)
+    parser.add_argument("--seed", type=int, default=0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="geoloc-train", description="Train the geolocation models.")
     commands = parser.add_subparsers(dest="command", required=True)
+
     part = commands.add_parser("partition", help="adaptive S2 partition of photo coordinates (GeoEstimation CSV)")
     part.add_argument("--coords", required=True, help="CSV with LAT,LON or lat,lon columns (degrees)")
     part.add_argument("--tau-max", type=int, required=True, help="split cells holding more photos than this")
@@ -43,11 +202,74 @@ def build_parser() -> argparse.ArgumentParser:
     part.add_argument("--max-level", type=int, default=30, help="never split cells at this S2 level")
     part.add_argument("--out", required=True, type=Path, help="output partition CSV")
     part.set_defaults(run=_partition)
+
     sample = commands.add_parser("sample-coords", help="write a synthetic clustered coordinate sample")
     sample.add_argument("--n", type=int, default=100_000)
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--out", required=True, type=Path)
     sample.set_defaults(run=_sample_coords)
+
+    bundle = commands.add_parser("bundle", help="start a model bundle from a backbone and partitions")
+    bundle.add_argument("--out", required=True, type=Path)
+    bundle.add_argument("--arch", default="tf_efficientnet_lite0", help="timm architecture")
+    bundle.add_argument("--weights", default="imagenet", help="imagenet (Lite offline weights), a checkpoint path, or none")
+    bundle.add_argument("--partitions", nargs="+", required=True, help="partition CSVs, coarse to fine")
+    bundle.add_argument("--size", type=int, default=300, help="longest side (or square side) at inference")
+    bundle.add_argument("--square", action="store_true", help="resize to size×size instead of keeping the aspect")
+    bundle.set_defaults(run=_bundle)
+
+    features = commands.add_parser("features", help="embed a dataset with the bundle's backbone (resumable)")
+    features.add_argument("--bundle", required=True, type=Path)
+    _add_data_arguments(features)
+    features.add_argument("--out", required=True, type=Path, help="feature cache folder")
+    features.add_argument("--dtype", choices=["float16", "float32"], default="float16")
+    features.add_argument("--batch-size", type=int, default=None, help="default: 32 on a GPU, 4 on a CPU")
+    features.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
+    features.set_defaults(run=_features)
+
+    head = commands.add_parser("head", help="train a classification head on cached features")
+    head.add_argument("--bundle", required=True, type=Path)
+    head.add_argument("--features", required=True, type=Path)
+    head.add_argument("--kind", choices=["ce", "hc", "mvmf"], required=True)
+    head.add_argument("--epochs", type=int, default=HeadSettings.epochs)
+    head.add_argument("--batch-size", type=int, default=HeadSettings.batch_size)
+    head.add_argument("--lr", type=float, default=HeadSettings.lr)
+    head.add_argument("--seed", type=int, default=0)
+    head.add_argument("--default", action="store_true", help="make this the bundle's default head")
+    head.add_argument("--no-init", action="store_true", help="mvmf: do not start from the bundle's ce head")
+    head.set_defaults(run=_head)
+
+    rrm = commands.add_parser("rrm", help="train the Residual Retrieval Module on cached features")
+    rrm.add_argument("--bundle", required=True, type=Path)
+    rrm.add_argument("--features", required=True, type=Path)
+    rrm.add_argument("--loss", choices=["infonce", "triplet"], default="infonce")
+    rrm.add_argument("--no-residual", action="store_true", help="ablation: drop the residual connection")
+    rrm.add_argument("--hidden-dim", type=int, default=RRMSettings.hidden_dim)
+    rrm.add_argument("--epochs", type=int, default=RRMSettings.epochs)
+    rrm.add_argument("--batch-pairs", type=int, default=RRMSettings.batch_pairs)
+    rrm.add_argument("--memory-size", type=int, default=RRMSettings.memory_size)
+    rrm.add_argument("--lr", type=float, default=RRMSettings.lr)
+    rrm.add_argument("--seed", type=int, default=0)
+    rrm.set_defaults(run=_rrm)
+
+    placeable = commands.add_parser("placeable", help="list training photos the classifier puts in their true cell")
+    placeable.add_argument("--bundle", required=True, type=Path)
+    placeable.add_argument("--features", required=True, type=Path)
+    placeable.add_argument("--head", choices=["ce", "hc", "mvmf"], default=None, help="default: the bundle's")
+    placeable.add_argument("--out", required=True, type=Path)
+    placeable.set_defaults(run=_placeable)
+
+    finetune = commands.add_parser("backbone", help="fine-tune the bundle's backbone with cross-entropy over cells")
+    finetune.add_argument("--bundle", required=True, type=Path)
+    _add_data_arguments(finetune)
+    finetune.add_argument("--epochs", type=int, default=15)
+    finetune.add_argument("--batch-size", type=int, default=64)
+    finetune.add_argument("--lr", type=float, default=0.01)
+    finetune.add_argument("--image-size", type=int, default=300)
+    finetune.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (CPU smoke runs)")
+    finetune.add_argument("--workers", type=int, default=2)
+    finetune.add_argument("--device", default=None)
+    finetune.set_defaults(run=_finetune)
     return parser
 
 
@@ -55,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (DatasetError, PartitionError, ValueError, OSError) as exc:
+    except (DatasetError, PartitionError, BundleError, BackboneError, FeatureCacheError, ValueError, OSError) as exc:
         print(f"geoloc-train {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

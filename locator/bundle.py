@@ -1,0 +1,193 @@
+"""Model bundle: one directory with everything the locator needs, fingerprinted.
+
+    config.json            architectures, dims, preprocessing, partitions, heads, training summary, versions,
+                           the SHA-256 of every file below and a fingerprint hash of all of it
+    backbone.safetensors   backbone weights (no ImageNet classifier)
+    heads/<kind>.safetensors
+    rrm.safetensors        Residual Retrieval Module (optional until trained)
+    partitions/level<k>.csv  partitions coarse → fine, GeoEstimation format
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import timm
+import torch
+from safetensors.torch import load_file, save_file
+
+import locator
+from locator.backbone import Backbone, Preprocessing, create_backbone
+from locator.cells import Partition, PartitionError
+from locator.heads import HEADS, Head, create_head
+from locator.rrm import ResidualRetrievalModule
+
+FORMAT_VERSION = 1
+CONFIG = "config.json"
+BACKBONE = "backbone.safetensors"
+RRM = "rrm.safetensors"
+
+
+class BundleError(ValueError):
+    """A bundle directory that is missing a file, or whose files do not match its config."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fingerprint_of(config: dict) -> str:
+    """SHA-256 of the canonical JSON of the config without its own fingerprint."""
+    body = {k: v for k, v in config.items() if k != "fingerprint"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class Bundle:
+    """A loaded (or being built) bundle. `heads` maps kind → head; `rrm` may be None until trained."""
+
+    directory: Path
+    config: dict
+    backbone: Backbone
+    partitions: list[Partition]
+    heads: dict[str, Head] = field(default_factory=dict)
+    rrm: ResidualRetrievalModule | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        return self.config["fingerprint"]
+
+    @property
+    def default_head(self) -> Head:
+        kind = self.config.get("default_head")
+        if kind not in self.heads:
+            raise BundleError(f"{self.directory}: no trained head (train one with `geoloc-train head`)")
+        return self.heads[kind]
+
+    @classmethod
+    def create(cls, directory: str | Path, backbone: Backbone, partitions: list[Partition],
+               weights_source: str, training: dict | None = None) -> Bundle:
+        """Start a bundle from a backbone and partitions (coarse → fine); heads and RRM are added later."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = {
+            "format_version": FORMAT_VERSION,
+            "backbone": {"arch": backbone.arch, "feature_dim": backbone.feature_dim,
+                         "preprocessing": backbone.preprocessing.to_json(), "weights_source": weights_source},
+            "partitions": [],
+            "heads": {},
+            "default_head": None,
+            "rrm": None,
+            "training": training or {},
+            "files": {},
+        }
+        bundle = cls(directory, config, backbone, list(partitions))
+        bundle._write_partitions()
+        bundle.set_backbone(backbone, weights_source)
+        return bundle
+
+    def _write_partitions(self) -> None:
+        names = []
+        for level, partition in enumerate(self.partitions):
+            name = f"partitions/level{level}.csv"
+            partition.write_csv(self.directory / name)
+            names.append(name)
+        self.config["partitions"] = names
+        self.save()
+
+    def set_backbone(self, backbone: Backbone, weights_source: str) -> None:
+        self.backbone = backbone
+        save_file({k: v.contiguous() for k, v in backbone.feature_state_dict().items()}, str(self.directory / BACKBONE))
+        self.config["backbone"].update(arch=backbone.arch, feature_dim=backbone.feature_dim,
+                                       preprocessing=backbone.preprocessing.to_json(), weights_source=weights_source)
+        self.save()
+
+    def set_head(self, head: Head, make_default: bool = False, training: dict | None = None) -> None:
+        name = f"heads/{head.kind}.safetensors"
+        (self.directory / "heads").mkdir(exist_ok=True)
+        save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(self.directory / name))
+        self.heads[head.kind] = head
+        self.config["heads"][head.kind] = {"file": name, "training": training or {}}
+        if make_default or self.config["default_head"] is None:
+            self.config["default_head"] = head.kind
+        self.save()
+
+    def set_rrm(self, rrm: ResidualRetrievalModule, training: dict | None = None) -> None:
+        save_file({k: v.contiguous() for k, v in rrm.state_dict().items()}, str(self.directory / RRM))
+        self.rrm = rrm
+        self.config["rrm"] = {**rrm.config(), "file": RRM, "training": training or {}}
+        self.save()
+
+    def update_training(self, **summary: object) -> None:
+        self.config["training"].update(summary)
+        self.save()
+
+    def save(self) -> None:
+        files = [BACKBONE, *self.config["partitions"], *(h["file"] for h in self.config["heads"].values())]
+        if self.config["rrm"]:
+            files.append(RRM)
+        self.config["files"] = {name: _sha256(self.directory / name) for name in files if (self.directory / name).exists()}
+        self.config["versions"] = {"geoloc": locator.__version__, "torch": torch.__version__,
+                                   "timm": timm.__version__, "python": platform.python_version()}
+        self.config["fingerprint"] = fingerprint_of(self.config)
+        (self.directory / CONFIG).write_text(json.dumps(self.config, indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Bundle:
+        """Restore a bundle; a missing file, a changed file or a malformed config is a BundleError."""
+        directory = Path(directory)
+        config = _read_config(directory)
+        for name, digest in config["files"].items():
+            path = directory / name
+            if not path.is_file():
+                raise BundleError(f"{directory}: missing bundle file {name}")
+            if _sha256(path) != digest:
+                raise BundleError(f"{directory}: {name} does not match the bundle's config (changed after saving)")
+        try:
+            partitions = [Partition.read_csv(directory / name) for name in config["partitions"]]
+        except PartitionError as exc:
+            raise BundleError(f"{directory}: {exc}") from exc
+        spec = config["backbone"]
+        backbone = create_backbone(spec["arch"], weights=None)
+        backbone.model.load_state_dict(load_file(str(directory / BACKBONE)))
+        preprocessing = Preprocessing.from_json(spec["preprocessing"])
+        backbone = Backbone(spec["arch"], backbone.model.eval(), preprocessing)
+        bundle = cls(directory, config, backbone, partitions)
+        for kind, entry in config["heads"].items():
+            if kind not in HEADS:
+                raise BundleError(f"{directory}: unknown head kind {kind!r} in config")
+            head = create_head(kind, backbone.feature_dim, partitions)
+            head.load_state_dict(load_file(str(directory / entry["file"])))
+            bundle.heads[kind] = head.eval()
+        if config["rrm"]:
+            spec = config["rrm"]
+            rrm = ResidualRetrievalModule(spec["dim"], spec["hidden_dim"], spec["residual"])
+            rrm.load_state_dict(load_file(str(directory / RRM)))
+            bundle.rrm = rrm.eval()
+        return bundle
+
+
+def _read_config(directory: Path) -> dict:
+    path = directory / CONFIG
+    if not path.is_file():
+        raise BundleError(f"{directory}: not a model bundle (no {CONFIG})")
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{path}: not valid JSON ({exc})") from exc
+    required = {"format_version", "backbone", "partitions", "heads", "rrm", "files", "fingerprint"}
+    if not isinstance(config, dict) or required - set(config):
+        raise BundleError(f"{path}: missing keys {sorted(required - set(config or {}))}")
+    if config["format_version"] != FORMAT_VERSION:
+        raise BundleError(f"{path}: bundle format {config['format_version']} is not supported (need {FORMAT_VERSION})")
+    if fingerprint_of(config) != config["fingerprint"]:
+        raise BundleError(f"{path}: fingerprint does not match the config (edited by hand?)")
+    return config

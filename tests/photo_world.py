@@ -1,0 +1,38 @@
+"""A tiny synthetic photo world for tests: places whose photos share a colour and texture, written as a manifest."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+PLACES = [(48.85, 2.35), (40.7, -74.0), (-33.9, 151.2), (35.7, 139.7), (-22.9, -43.2), (55.75, 37.6)]
+
+
+def make_photo_world(root: Path, photos_per_place: int = 10, size: tuple[int, int] = (64, 48),
+                     seed: int = 0, bad_files: bool = False) -> Path:
+    """Write `images/*.jpg` and `manifest.csv` under `root`; returns the manifest path."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for p, (lat, lon) in enumerate(PLACES):
+        colour = rng.integers(0, 255, 3)
+        stripes = (np.arange(size[0]) // (4 + 2 * p) % 2)[None, :, None] * 60
+        for k in range(photos_per_place):
+            pixels = np.clip(colour + stripes + rng.normal(0, 25, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
+            name = f"images/p{p}_{k}.jpg"
+            Image.fromarray(pixels).save(root / name, quality=90)
+            rows.append([name, f"p{p}_{k}", f"owner{(p * photos_per_place + k) % 7}",
+                         lat + rng.normal(0, 0.05), lon + rng.normal(0, 0.05)])
+    if bad_files:
+        (root / "images" / "empty.jpg").write_bytes(b"")
+        (root / "images" / "text.jpg").write_text("not a photo")
+        rows += [["images/empty.jpg", "empty", "owner1", 10.0, 10.0], ["images/text.jpg", "text", "owner2", 11.0, 11.0]]
+    manifest = root / "manifest.csv"
+    with manifest.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "photo_id", "owner", "lat", "lon"])
+        writer.writerows(rows)
+    return manifest

@@ -1,0 +1,80 @@
+"""The training commands end to end on a tiny synthetic photo world."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from locator.bundle import Bundle
+from tests.photo_world import make_photo_world
+from training.cli import main as geoloc_train
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("world")
+    manifest = make_photo_world(root, photos_per_place=8)
+    with manifest.open() as handle:
+        rows = list(csv.DictReader(handle))
+    coords = root / "coords.csv"
+    coords.write_text("lat,lon\n" + "".join(f"{r['lat']},{r['lon']}\n" for r in rows))
+    return root, manifest, coords
+
+
+def test_bundle_features_heads_rrm_placeable(world, capsys):
+    root, manifest, coords = world
+    partitions = []
+    for level, tau in enumerate((40, 16, 6)):
+        partitions.append(str(root / f"cells{level}.csv"))
+        assert geoloc_train(["partition", "--coords", str(coords), "--tau-max", str(tau), "--tau-min", "2",
+                             "--out", partitions[-1]]) == 0
+    bundle_dir, cache = root / "bundle", root / "cache"
+    assert geoloc_train(["bundle", "--out", str(bundle_dir), "--partitions", *partitions, "--size", "64"]) == 0
+    assert geoloc_train(["features", "--bundle", str(bundle_dir), "--data", str(manifest), "--out", str(cache)]) == 0
+    for kind in ("ce", "hc", "mvmf"):
+        assert geoloc_train(["head", "--bundle", str(bundle_dir), "--features", str(cache), "--kind", kind,
+                             "--epochs", "60", "--lr", "0.01"]) == 0
+    assert geoloc_train(["rrm", "--bundle", str(bundle_dir), "--features", str(cache), "--epochs", "5",
+                         "--hidden-dim", "64"]) == 0
+    out = root / "placeable.csv"
+    assert geoloc_train(["placeable", "--bundle", str(bundle_dir), "--features", str(cache), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "head hc:" in printed and "rrm (infonce):" in printed and "placeable:" in printed
+    bundle = Bundle.load(bundle_dir)
+    assert set(bundle.heads) == {"ce", "hc", "mvmf"} and bundle.rrm is not None
+    assert bundle.config["training"]["placeable"]["of"] == 48
+    with out.open() as handle:
+        placed = list(csv.DictReader(handle))
+    assert 0 < len(placed) <= 48
+    lat = np.array([float(p["lat"]) for p in placed])
+    lon = np.array([float(p["lon"]) for p in placed])
+    assert np.array_equal(bundle.partitions[-1].lookup(lat, lon), np.array([int(p["cell"]) for p in placed]))
+    assert (bundle_dir / "logs" / "head_mvmf.csv").read_text().startswith("epoch,loss\n1,")
+
+
+def test_features_from_another_backbone_are_refused(world, tmp_path, capsys):
+    root, manifest, coords = world
+    cells = tmp_path / "cells.csv"
+    geoloc_train(["partition", "--coords", str(coords), "--tau-max", "10", "--out", str(cells)])
+    geoloc_train(["bundle", "--out", str(tmp_path / "a"), "--partitions", str(cells), "--size", "64"])
+    geoloc_train(["bundle", "--out", str(tmp_path / "b"), "--partitions", str(cells), "--size", "80"])
+    geoloc_train(["features", "--bundle", str(tmp_path / "a"), "--data", str(manifest), "--out", str(tmp_path / "fa")])
+    capsys.readouterr()
+    assert geoloc_train(["head", "--bundle", str(tmp_path / "b"), "--features", str(tmp_path / "fa"), "--kind", "ce"]) == 2
+    assert "features were made with another backbone" in capsys.readouterr().err
+
+
+def test_backbone_smoke_finetune_changes_weights(world, tmp_path):
+    root, manifest, coords = world
+    cells = tmp_path / "cells.csv"
+    geoloc_train(["partition", "--coords", str(coords), "--tau-max", "10", "--tau-min", "2", "--out", str(cells)])
+    geoloc_train(["bundle", "--out", str(tmp_path / "b"), "--partitions", str(cells), "--size", "64"])
+    before = Bundle.load(tmp_path / "b").config["files"]["backbone.safetensors"]
+    assert geoloc_train(["backbone", "--bundle", str(tmp_path / "b"), "--data", str(manifest), "--max-steps", "2",
+                         "--batch-size", "8", "--image-size", "64", "--workers", "0"]) == 0
+    bundle = Bundle.load(tmp_path / "b")
+    assert bundle.config["files"]["backbone.safetensors"] != before
+    assert bundle.config["backbone"]["weights_source"] == "fine-tuned from imagenet"
+    assert "ce" in bundle.heads
+    losses = (tmp_path / "b" / "logs" / "backbone.csv").read_text().splitlines()[1:]
+    assert len(losses) == 1 and np.isfinite(float(losses[0].split(",")[1]))

@@ -1,0 +1,28 @@
+"""Each epoch draws one positive pair (two photos of the same cell) per cell, so every cell counts equally."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class CellPairSampler:
+    """Pairs of photo indices from cells holding at least two photos (cell -1 = no class is ignored)."""
+
+    def __init__(self, cells: np.ndarray, seed: int = 0) -> None:
+        cells = np.asarray(cells)
+        order = np.argsort(cells, kind="stable")
+        unique, starts, counts = np.unique(cells[order], return_index=True, return_counts=True)
+        usable = (unique >= 0) & (counts >= 2)
+        self._members = [order[s:s + c] for s, c in zip(starts[usable], counts[usable])]
+        self._rng = np.random.default_rng(seed)
+        if not self._members:
+            raise ValueError("no cell holds two photos: infoNCE pairs cannot be formed")
+
+    @property
+    def num_cells(self) -> int:
+        return len(self._members)
+
+    def epoch(self) -> np.ndarray:
+        """(num_cells, 2) index pairs in random order, one per cell."""
+        pairs = np.array([self._rng.choice(members, size=2, replace=False) for members in self._members])
+        return pairs[self._rng.permutation(len(pairs))]

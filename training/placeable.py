@@ -1,0 +1,18 @@
+"""The background collection (§3.3.3): training photos that the classifier puts in their true cell."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from locator.heads import Head
+
+
+@torch.inference_mode()
+def placeable_mask(head: Head, features: np.ndarray, true_cells: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    """True for photos whose predicted finest cell equals their true cell (-1 = no cell: never placeable)."""
+    predicted = np.concatenate([
+        head.predict(torch.from_numpy(np.asarray(features[s:s + batch_size], dtype=np.float32))).cell
+        for s in range(0, len(features), batch_size)
+    ]) if len(features) else np.zeros(0, dtype=np.int64)
+    return (predicted == np.asarray(true_cells)) & (np.asarray(true_cells) >= 0)

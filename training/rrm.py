@@ -1,0 +1,84 @@
+"""Training the Residual Retrieval Module on cached features: infoNCE with a memory bank, or the triplet baseline."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from locator.rrm import ResidualRetrievalModule
+from training.infonce import InfoNCEWithMemory
+from training.pair_sampler import CellPairSampler
+from training.schedule import adamw_cosine
+from training.triplet import semi_hard_triplet_loss
+
+LOSSES = ("infonce", "triplet")
+
+
+@dataclass(frozen=True)
+class RRMSettings:
+    hidden_dim: int = 4096
+    residual: bool = True
+    loss: str = "infonce"
+    temperature: float = 0.05
+    memory_size: int = 4096
+    margin: float = 0.01
+    batch_pairs: int = 128
+    epochs: int = 200
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown retrieval loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def train_rrm(features: np.ndarray, cells: np.ndarray, settings: RRMSettings = RRMSettings(),
+              progress: bool = True) -> tuple[ResidualRetrievalModule, list[float]]:
+    """Train an RRM so that photos of the same cell embed close together; returns it and the loss per epoch."""
+    torch.manual_seed(settings.seed)
+    x = torch.from_numpy(np.asarray(features, dtype=np.float32))
+    labels = torch.from_numpy(np.asarray(cells, dtype=np.int64))
+    sampler = CellPairSampler(np.asarray(cells), seed=settings.seed)
+    rrm = ResidualRetrievalModule(x.shape[1], settings.hidden_dim, settings.residual)
+    infonce = InfoNCEWithMemory(x.shape[1], settings.temperature, settings.memory_size)
+    steps_per_epoch = max(1, -(-sampler.num_cells // settings.batch_pairs))
+    optimiser, scheduler = adamw_cosine(rrm.parameters(), settings.lr, settings.weight_decay,
+                                        settings.epochs * steps_per_epoch)
+    log = []
+    rrm.train()
+    for _ in tqdm(range(settings.epochs), desc=f"rrm {settings.loss}", unit="epoch", disable=not progress):
+        pairs = torch.from_numpy(sampler.epoch())
+        total = 0.0
+        for start in range(0, len(pairs), settings.batch_pairs):
+            batch = pairs[start:start + settings.batch_pairs]
+            b = len(batch)
+            rows = torch.cat([batch[:, 0], batch[:, 1]])
+            partner = torch.cat([torch.arange(b, 2 * b), torch.arange(b)])
+            embeddings = rrm(x[rows])
+            if settings.loss == "infonce":
+                loss = infonce(embeddings, labels[rows], partner)
+            else:
+                loss = semi_hard_triplet_loss(embeddings, labels[rows], partner, settings.margin)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            scheduler.step()
+            total += loss.item() * b
+        log.append(total / len(pairs))
+    return rrm.eval(), log
+
+
+@torch.inference_mode()
+def embed(rrm: ResidualRetrievalModule | None, features: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    """RRM embeddings of features, or the ℓ2-normalised raw features when `rrm` is None."""
+    x = torch.from_numpy(np.asarray(features, dtype=np.float32))
+    if rrm is None:
+        return torch.nn.functional.normalize(x, dim=1).numpy()
+    return torch.cat([rrm(x[s:s + batch_size]) for s in range(0, len(x), batch_size)]).numpy()
