@@ -25,6 +25,7 @@ from locator.backbone import Backbone, Preprocessing, create_backbone
 from locator.cells import Partition, PartitionError
 from locator.heads import HEADS, Head, create_head
 from locator.rrm import ResidualRetrievalModule
+from locator.store.base import CollectionSpec
 
 FORMAT_VERSION = 1
 CONFIG = "config.json"
@@ -64,6 +65,24 @@ class Bundle:
     @property
     def fingerprint(self) -> str:
         return self.config["fingerprint"]
+
+    @property
+    def embedding_dim(self) -> int:
+        """Size of the vectors stored for search: the RRM's output, or the raw features without an RRM."""
+        return self.rrm.dim if self.rrm is not None else self.backbone.feature_dim
+
+    def collection_fingerprint(self) -> str:
+        """Identifies what a stored collection depends on: backbone weights, preprocessing, RRM and partitions.
+
+        Training another head changes the bundle's fingerprint but not this one, so collections stay valid.
+        """
+        files = self.config["files"]
+        parts = {"backbone": files[BACKBONE], "preprocessing": self.config["backbone"]["preprocessing"],
+                 "rrm": files.get(RRM), "partitions": [files[name] for name in self.config["partitions"]]}
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+    def collection_spec(self) -> CollectionSpec:
+        return CollectionSpec(self.embedding_dim, len(self.partitions), self.collection_fingerprint())
 
     @property
     def default_head(self) -> Head:

@@ -27,7 +27,7 @@ class DatasetError(ValueError):
 
 @dataclass(frozen=True)
 class Record:
-    """One geotagged photo. `image` is a path, or `SHARD#ID` for a photo inside an MP16 msgpack shard."""
+    """One geotagged photo. `image` is an absolute path, or `SHARD#ID` for a photo inside an MP16 msgpack shard."""
 
     image: str
     lat: float
@@ -102,11 +102,11 @@ def read_manifest(path: str | Path, source: str | None = None) -> list[Record]:
     return _records_from_rows(
         path, fieldnames, rows,
         image_col=_column(fieldnames, path, "image", "path"),
-        image_root=path.parent,
+        image_root=path.parent.resolve(),
         owner_col=_column(fieldnames, path, "owner", "author", required=False),
         id_col=_column(fieldnames, path, "photo_id", required=False),
         source_col=None if source else _column(fieldnames, path, "source", required=False),
-        default_source=source or path.parent.name,
+        default_source=source or path.parent.resolve().name,
     )
 
 
@@ -118,7 +118,7 @@ def read_benchmark_csv(path: str | Path, images_dir: str | Path | None = None, s
     records = _records_from_rows(
         path, fieldnames, rows,
         image_col=id_col,
-        image_root=Path(images_dir) if images_dir is not None else path.parent,
+        image_root=(Path(images_dir) if images_dir is not None else path.parent).resolve(),
         owner_col=_column(fieldnames, path, "author", required=False),
         id_col=id_col,
         source_col=None,
@@ -172,7 +172,7 @@ class ExifFolder:
 
 def read_exif_folder(folder: str | Path, source: str | None = None) -> ExifFolder:
     """Every photo below `folder` with GPS in EXIF; photos without GPS are reported in `skipped`, never guessed."""
-    folder = Path(folder)
+    folder = Path(folder).resolve()
     if not folder.is_dir():
         raise DatasetError(f"{folder}: not a folder")
     result = ExifFolder(records=[])

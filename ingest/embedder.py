@@ -1,0 +1,50 @@
+"""Ray actor: embeds decoded photos with the bundle's backbone + RRM, assigns cells, judges placeability.
+
+One bundle load per actor. The device is the actor's: CUDA when Ray gave it a GPU, else the CPU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from locator.bundle import Bundle
+from locator.encoder import PhotoEncoder
+
+
+class Embedder:
+    def __init__(self, bundle_dir: str, placeable_head: str | None, torch_threads: int | None = None) -> None:
+        if torch_threads:
+            torch.set_num_threads(torch_threads)
+        self.bundle = Bundle.load(bundle_dir)
+        self.encoder = PhotoEncoder(self.bundle)
+        self.placeable_head = placeable_head
+        self.norm = self.bundle.backbone.preprocessing
+
+    def _tensor(self, pixels: bytes, height: int, width: int) -> torch.Tensor:
+        array = np.frombuffer(pixels, dtype=np.uint8).reshape(height, width, 3).astype(np.float32) / 255.0
+        tensor = torch.from_numpy(array).permute(2, 0, 1)
+        return (tensor - torch.tensor(self.norm.mean).view(3, 1, 1)) / torch.tensor(self.norm.std).view(3, 1, 1)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = len(batch["image"])
+        ok = np.array([not e for e in batch["error"]], dtype=bool)
+        dim = self.bundle.embedding_dim
+        vectors = np.zeros((n, dim), dtype=np.float32)
+        levels = len(self.bundle.partitions)
+        cells = np.full((n, levels), -1, dtype=np.int64)
+        placeable = np.zeros(n, dtype=bool)
+        rows = np.flatnonzero(ok)
+        if len(rows):
+            tensors = [self._tensor(batch["pixels"][r], int(batch["height"][r]), int(batch["width"][r])) for r in rows]
+            encoded = self.encoder.encode(tensors, classify=self.placeable_head is not None,
+                                          head_kind=self.placeable_head or None)
+            vectors[rows] = encoded.embeddings
+            lat, lon = batch["lat"][rows].astype(float), batch["lon"][rows].astype(float)
+            for level, partition in enumerate(self.bundle.partitions):
+                cells[rows, level] = partition.lookup(lat, lon)
+            if encoded.prediction is not None:
+                placeable[rows] = (encoded.prediction.cell == cells[rows, -1]) & (cells[rows, -1] >= 0)
+        out = {k: v for k, v in batch.items() if k != "pixels"}
+        out.update(vector=vectors, cells=cells, placeable=placeable)
+        return out

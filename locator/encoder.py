@@ -1,0 +1,66 @@
+"""Photos → backbone features → (cell probabilities, location-aware embeddings), for one bundle.
+
+Used by the locator at query time and by the ingest actors, so both embed exactly alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from locator.backbone import default_device, extract_features
+from locator.bundle import Bundle
+from locator.heads import HeadPrediction
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Per photo: raw backbone features (N, D), stored-space embeddings (N, E) and, if asked, the head's prediction."""
+
+    features: np.ndarray
+    embeddings: np.ndarray
+    prediction: HeadPrediction | None = None
+    probabilities: np.ndarray | None = None
+
+
+class PhotoEncoder:
+    """Runs a bundle's backbone, RRM and head; the device is chosen per call (CUDA when present)."""
+
+    def __init__(self, bundle: Bundle, device: str | torch.device | None = None) -> None:
+        self.bundle = bundle
+        self.device = torch.device(device) if device is not None else default_device()
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        return self.bundle.backbone.preprocessing.to_tensor(image)
+
+    def features(self, tensors: Sequence[torch.Tensor], batch_size: int | None = None) -> np.ndarray:
+        return extract_features(self.bundle.backbone, tensors, batch_size=batch_size, device=self.device)
+
+    @torch.inference_mode()
+    def embed_features(self, features: np.ndarray) -> np.ndarray:
+        """ℓ2-normalised embeddings in the store's space: the RRM's output, or normalised raw features."""
+        x = torch.from_numpy(np.asarray(features, dtype=np.float32))
+        if self.bundle.rrm is None:
+            return F.normalize(x, dim=1).numpy()
+        return self.bundle.rrm.to("cpu")(x).numpy()
+
+    @torch.inference_mode()
+    def classify(self, features: np.ndarray, head_kind: str | None = None) -> tuple[HeadPrediction, np.ndarray]:
+        """The head's prediction and its (N, cells) probabilities over the finest partition."""
+        head = self.bundle.heads[head_kind] if head_kind else self.bundle.default_head
+        x = torch.from_numpy(np.asarray(features, dtype=np.float32))
+        return head.predict(x), head.cell_probabilities(x).numpy()
+
+    def encode(self, tensors: Sequence[torch.Tensor], classify: bool = False, head_kind: str | None = None,
+               batch_size: int | None = None) -> Encoded:
+        features = self.features(tensors, batch_size)
+        embeddings = self.embed_features(features)
+        if not classify:
+            return Encoded(features, embeddings)
+        prediction, probabilities = self.classify(features, head_kind)
+        return Encoded(features, embeddings, prediction, probabilities)

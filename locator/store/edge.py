@@ -1,0 +1,113 @@
+"""Qdrant Edge backend: the real Qdrant engine in-process, one writer per path (the WAL is the lock).
+
+Layout: `<path>/geoloc_store.json` (what the collection was made for) and `<path>/shard/` (Qdrant's files).
+Within-cell queries need no HNSW: Qdrant's planner scores small filtered sets exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import qdrant_edge as qe
+
+from locator.store.base import CollectionSpec, Hits, StoreError, VectorStore, cell_field
+
+SPEC_FILE = "geoloc_store.json"
+_SCROLL_PAGE = 10_000
+
+
+def _cell_filter(field: str, cells: list[int]) -> qe.Filter:
+    match = qe.MatchValue(cells[0]) if len(cells) == 1 else qe.MatchAny(cells)
+    return qe.Filter(must=[qe.FieldCondition(field, match=match)])
+
+
+class EdgeStore(VectorStore):
+    def __init__(self, path: str | Path, spec: CollectionSpec) -> None:
+        self.path = Path(path)
+        self.location = f"edge:{self.path}"
+        self.spec = _open_spec(self.path, spec)
+        shard_dir = self.path / "shard"
+        try:
+            if (shard_dir / "edge_config.json").exists():
+                self.shard = qe.EdgeShard.load(str(shard_dir))
+            else:
+                config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=spec.vector_size, distance=qe.Distance.Dot))
+                self.shard = qe.EdgeShard.create(str(shard_dir), config)
+        except Exception as exc:  # the binding raises a bare Exception, e.g. for a WAL held by another writer
+            raise StoreError(f"{self.location}: cannot open the Qdrant Edge shard ({exc}); "
+                             "is another process writing to it?") from exc
+        self._ensure_cell_indexes()
+
+    def _ensure_cell_indexes(self) -> None:
+        existing = set(self.shard.info().payload_schema)
+        for level in range(self.spec.levels):
+            if cell_field(level) not in existing:
+                self.shard.update(qe.UpdateOperation.create_field_index(cell_field(level), qe.PayloadSchemaType.Integer))
+
+    def _upsert(self, ids: list[int], vectors: np.ndarray, payloads: list[dict]) -> None:
+        points = [qe.Point(pid, vector.tolist(), payload) for pid, vector, payload in zip(ids, vectors, payloads)]
+        self.shard.update(qe.UpdateOperation.upsert_points(points))
+
+    def _search(self, queries: np.ndarray, cells: list[list[int]] | None, k: int, level: int, exact: bool) -> Hits:
+        field = cell_field(level)
+        selector = qe.PayloadSelector.Include(["lat", "lon"])
+        params = qe.SearchParams(exact=exact)
+        requests = [qe.QueryRequest(limit=k, query=qe.Query.Nearest(q.tolist()), with_payload=selector, params=params,
+                                    filter=_cell_filter(field, cells[i]) if cells is not None else None)
+                    for i, q in enumerate(queries)]
+        results = self.shard.query_batch(qe.QueryBatchRequest(requests))
+        rows = [[(int(p.id), p.score, p.payload["lat"], p.payload["lon"]) for p in result] for result in results]
+        return Hits.from_rows(rows, k)
+
+    def count(self) -> int:
+        return self.shard.count(qe.CountRequest(exact=True))
+
+    def payloads(self, ids: Sequence[int]) -> dict[int, dict]:
+        return {int(r.id): dict(r.payload) for r in self.shard.retrieve([int(i) for i in ids], with_payload=True, with_vector=False)}
+
+    def vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        records = self.shard.retrieve([int(i) for i in ids], with_payload=False, with_vector=True)
+        return {int(r.id): np.asarray(r.vector, dtype=np.float32) for r in records}
+
+    def all_ids(self) -> np.ndarray:
+        ids, offset = [], None
+        while True:
+            records, offset = self.shard.scroll(qe.ScrollRequest(limit=_SCROLL_PAGE, offset=offset, with_payload=False))
+            ids.extend(int(r.id) for r in records)
+            if offset is None:
+                return np.array(ids, dtype=np.int64)
+
+    def optimize(self) -> None:
+        self.shard.optimize()
+
+    def flush(self) -> None:
+        self.shard.flush()
+
+    def close(self) -> None:
+        if getattr(self, "shard", None) is not None:
+            self.shard.flush()
+            self.shard.close()
+            self.shard = None
+
+
+def _open_spec(path: Path, wanted: CollectionSpec) -> CollectionSpec:
+    spec_path = path / SPEC_FILE
+    if spec_path.is_file():
+        stored = CollectionSpec(**json.loads(spec_path.read_text()))
+        if stored.fingerprint != wanted.fingerprint:
+            raise StoreError(f"edge:{path} holds a collection made for another bundle (fingerprint "
+                             f"{stored.fingerprint[:12]}, this bundle {wanted.fingerprint[:12]}); use another store path")
+        if stored != wanted:
+            raise StoreError(f"edge:{path}: collection is {stored.to_json()}, not {wanted.to_json()}")
+        return stored
+    if path.exists() and any(path.iterdir()):
+        raise StoreError(f"edge:{path} is not empty and holds no geoloc collection; refusing to write there")
+    path.mkdir(parents=True, exist_ok=True)
+    temporary = spec_path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(wanted.to_json(), indent=2) + "\n")
+    os.replace(temporary, spec_path)
+    return wanted

@@ -1,0 +1,81 @@
+"""Qdrant server backend through qdrant-client (gRPC preferred), for the docker-compose deployment and its dashboard.
+
+`QdrantClient(":memory:")` serves as a double of the server API in tests (it scans every point per filtered
+query: fine for tests, never for real collections). The collection's spec lives in its metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+
+from locator.store.base import CollectionSpec, Hits, StoreError, VectorStore, cell_field
+
+_SCROLL_PAGE = 10_000
+
+
+def _cell_filter(field: str, cells: list[int]) -> qm.Filter:
+    match = qm.MatchValue(value=cells[0]) if len(cells) == 1 else qm.MatchAny(any=cells)
+    return qm.Filter(must=[qm.FieldCondition(key=field, match=match)])
+
+
+class ServerStore(VectorStore):
+    def __init__(self, client: QdrantClient, collection: str, spec: CollectionSpec, location: str) -> None:
+        self.client, self.collection, self.location = client, collection, location
+        if client.collection_exists(collection):
+            stored = CollectionSpec(**{k: (client.get_collection(collection).config.metadata or {}).get(k)
+                                       for k in ("vector_size", "levels", "fingerprint")})
+            if stored.fingerprint != spec.fingerprint:
+                raise StoreError(f"{location}: collection {collection!r} was made for another bundle (fingerprint "
+                                 f"{str(stored.fingerprint)[:12]}, this bundle {spec.fingerprint[:12]})")
+            if stored != spec:
+                raise StoreError(f"{location}: collection {collection!r} is {stored.to_json()}, not {spec.to_json()}")
+        else:
+            client.create_collection(collection, vectors_config=qm.VectorParams(size=spec.vector_size,
+                                                                                distance=qm.Distance.DOT),
+                                     metadata=spec.to_json())
+            for level in range(spec.levels):  # before any upload, as Qdrant recommends
+                client.create_payload_index(collection, cell_field(level), qm.PayloadSchemaType.INTEGER)
+        self.spec = spec
+
+    def _upsert(self, ids: list[int], vectors: np.ndarray, payloads: list[dict]) -> None:
+        self.client.upsert(self.collection, points=qm.Batch(ids=ids, vectors=vectors.tolist(), payloads=payloads),
+                           wait=True)
+
+    def _search(self, queries: np.ndarray, cells: list[list[int]] | None, k: int, level: int, exact: bool) -> Hits:
+        field = cell_field(level)
+        requests = [qm.QueryRequest(query=q.tolist(), limit=k, with_payload=["lat", "lon"],
+                                    params=qm.SearchParams(exact=exact),
+                                    filter=_cell_filter(field, cells[i]) if cells is not None else None)
+                    for i, q in enumerate(queries)]
+        responses = self.client.query_batch_points(self.collection, requests=requests)
+        rows = [[(int(p.id), p.score, p.payload["lat"], p.payload["lon"]) for p in r.points] for r in responses]
+        return Hits.from_rows(rows, k)
+
+    def count(self) -> int:
+        return self.client.count(self.collection, exact=True).count
+
+    def payloads(self, ids: Sequence[int]) -> dict[int, dict]:
+        records = self.client.retrieve(self.collection, [int(i) for i in ids], with_payload=True)
+        return {int(r.id): dict(r.payload) for r in records}
+
+    def vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
+        records = self.client.retrieve(self.collection, [int(i) for i in ids], with_payload=False, with_vectors=True)
+        return {int(r.id): np.asarray(r.vector, dtype=np.float32) for r in records}
+
+    def all_ids(self) -> np.ndarray:
+        ids, offset = [], None
+        while True:
+            records, offset = self.client.scroll(self.collection, limit=_SCROLL_PAGE, offset=offset, with_payload=False)
+            ids.extend(int(r.id) for r in records)
+            if offset is None:
+                return np.array(ids, dtype=np.int64)
+
+    def flush(self) -> None:
+        """Upserts wait for the server to apply them; nothing is buffered here."""
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,95 @@
+"""Ray ingest end to end: kill -9 at a random moment and resume, then grow the collection with another source."""
+
+import csv
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from locator.bundle import Bundle
+from locator.store import open_store, point_id
+from tests.photo_world import make_photo_world
+from training.cli import main as geoloc_train
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ingest")
+    manifest = make_photo_world(root / "a", photos_per_place=12, bad_files=True)
+    other = make_photo_world(root / "b", photos_per_place=4, seed=7)
+    with manifest.open() as handle:
+        rows = [r for r in csv.DictReader(handle)]
+    coords = root / "coords.csv"
+    coords.write_text("lat,lon\n" + "".join(f"{r['lat']},{r['lon']}\n" for r in rows))
+    cells = root / "cells.csv"
+    assert geoloc_train(["partition", "--coords", str(coords), "--tau-max", "20", "--tau-min", "2", "--out", str(cells)]) == 0
+    assert geoloc_train(["bundle", "--out", str(root / "bundle"), "--partitions", str(cells), "--size", "64"]) == 0
+    return root, manifest, other
+
+
+def _ingest(root, store, manifest, extra=()):
+    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    return subprocess.Popen([sys.executable, "-m", "ingest.cli", "--bundle", str(root / "bundle"), "--store",
+                             f"edge:{store}", "--data", str(manifest), "--batch-size", "4", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
+
+
+def _contents(root, store):
+    bundle = Bundle.load(root / "bundle")
+    with open_store(f"edge:{store}", bundle.collection_spec()) as s:
+        ids = s.all_ids()
+        return ids, s.vectors(ids), s.payloads(ids)
+
+
+def test_kill_minus_nine_then_resume_gives_exactly_the_clean_result(world):
+    root, manifest, _ = world
+    clean = _ingest(root, root / "clean", manifest)
+    out = clean.communicate(timeout=300)[0]
+    assert clean.returncode == 0, out
+    assert "74 listed, 0 already stored, 74 read, 72 embedded, 72 written, rejected: 2 unreadable" in out
+
+    killed = _ingest(root, root / "resumed", manifest)
+    time.sleep(random.Random(os.getpid()).uniform(4.0, 14.0))
+    os.killpg(killed.pid, signal.SIGKILL)  # the whole job: driver, Ray and its workers
+    killed.wait(timeout=60)
+    resumed = _ingest(root, root / "resumed", manifest)
+    out = resumed.communicate(timeout=300)[0]
+    assert resumed.returncode == 0, out
+
+    clean_ids, clean_vectors, clean_payloads = _contents(root, root / "clean")
+    ids, vectors, payloads = _contents(root, root / "resumed")
+    assert len(ids) == len(set(ids.tolist())) == 72
+    assert set(ids.tolist()) == set(clean_ids.tolist())
+    assert len({p["photo_id"] for p in payloads.values()}) == 72
+    for pid in ids:
+        assert np.max(np.abs(vectors[int(pid)] - clean_vectors[int(pid)])) <= 1e-6
+        assert payloads[int(pid)]["cell_0"] == clean_payloads[int(pid)]["cell_0"]
+
+
+def test_growing_with_another_source(world):
+    root, manifest, other = world
+    store = root / "grow"
+    assert _ingest(root, store, manifest).wait(timeout=300) == 0
+    first_ids, _, _ = _contents(root, store)
+    grown = _ingest(root, store, other)
+    out = grown.communicate(timeout=300)[0]
+    assert grown.returncode == 0, out
+    assert "24 written" in out
+    ids, vectors, payloads = _contents(root, store)
+    assert len(ids) == len(first_ids) + 24
+    assert {p["source"] for p in payloads.values()} == {"a", "b"}
+    # A within-cell query sees both sources.
+    bundle = Bundle.load(root / "bundle")
+    some_b = next(pid for pid, p in payloads.items() if p["source"] == "b" and p["cell_0"] >= 0)
+    cell = payloads[some_b]["cell_0"]
+    with open_store(f"edge:{store}", bundle.collection_spec()) as s:
+        hits = s.search(vectors[some_b][None], [cell], k=100)
+    found = {payloads[int(i)]["source"] for i in hits.ids[0] if i >= 0}
+    assert found == {"a", "b"}
+    assert point_id("b", payloads[some_b]["photo_id"]) == some_b
