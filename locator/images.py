@@ -38,6 +38,14 @@ def load_image(source: ImageSource, name: str | None = None) -> Image.Image:
         raise ImageLoadError(f"{label}: corrupt or truncated image ({exc})") from exc
 
 
+def to_model_image(image: Image.Image) -> Image.Image:
+    """An already-decoded PIL image prepared like `load_image`: upright, RGB, pixels only."""
+    try:
+        return _pixels_only(_to_rgb(ImageOps.exif_transpose(image)))
+    except (OSError, ValueError) as exc:
+        raise ImageLoadError(f"<PIL image {image.mode} {image.size}>: cannot convert ({exc})") from exc
+
+
 def _open(source: ImageSource, label: str) -> Image.Image:
     if isinstance(source, bytes):
         data = source

@@ -1,0 +1,78 @@
+"""Turning the K retrieved neighbours' coordinates into one location estimate (one registry).
+
+- `dbscan` (the paper): DBSCAN with the haversine metric (eps 1 km, min_samples 1); the largest cluster wins, a tie
+  goes to the cluster holding the most similar photo; the estimate is the spherical mean of that cluster.
+- `average`: spherical mean of all K.
+- `kde` (Vo et al.): Gaussian kernel density on geodesic distance over the K neighbours; the neighbour of highest
+  density wins (ties: the more similar one). `bandwidth_km` sets the kernel width.
+- `nn`: the most similar neighbour.
+
+Inputs are arrays of the K neighbours' lat, lon (degrees) and similarity scores, most similar first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.cluster import DBSCAN
+
+from locator.geo import EARTH_RADIUS_KM, haversine_km, spherical_mean
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """The estimate and which neighbours support it (`members`, a boolean mask over the K)."""
+
+    lat: float
+    lon: float
+    members: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return int(self.members.sum())
+
+
+def dbscan(lat: np.ndarray, lon: np.ndarray, scores: np.ndarray, eps_km: float = 1.0) -> Aggregate:
+    labels = DBSCAN(eps=eps_km / EARTH_RADIUS_KM, min_samples=1, metric="haversine", algorithm="ball_tree").fit(
+        np.radians(np.stack([lat, lon], axis=1))).labels_
+    sizes = np.bincount(labels)
+    tied = np.flatnonzero(sizes == sizes.max())
+    in_tied = np.isin(labels, tied)
+    winner = labels[np.flatnonzero(in_tied)[np.argmax(scores[in_tied])]]
+    members = labels == winner
+    return Aggregate(*spherical_mean(lat[members], lon[members]), members)
+
+
+def average(lat: np.ndarray, lon: np.ndarray, scores: np.ndarray) -> Aggregate:
+    members = np.ones(len(lat), dtype=bool)
+    return Aggregate(*spherical_mean(lat, lon), members)
+
+
+def kde(lat: np.ndarray, lon: np.ndarray, scores: np.ndarray, bandwidth_km: float = 25.0) -> Aggregate:
+    distances = haversine_km(lat[:, None], lon[:, None], lat[None, :], lon[None, :])
+    density = np.exp(-0.5 * (distances / bandwidth_km) ** 2).sum(axis=1)
+    best = np.flatnonzero(np.isclose(density, density.max(), rtol=1e-12, atol=0))
+    winner = best[np.argmax(scores[best])]
+    return Aggregate(float(lat[winner]), float(lon[winner]), distances[winner] <= bandwidth_km)
+
+
+def nearest(lat: np.ndarray, lon: np.ndarray, scores: np.ndarray) -> Aggregate:
+    winner = int(np.argmax(scores))
+    members = np.zeros(len(lat), dtype=bool)
+    members[winner] = True
+    return Aggregate(float(lat[winner]), float(lon[winner]), members)
+
+
+AGGREGATIONS: dict[str, Callable[..., Aggregate]] = {"dbscan": dbscan, "average": average, "kde": kde, "nn": nearest}
+
+
+def aggregate(name: str, lat: np.ndarray, lon: np.ndarray, scores: np.ndarray, **params: float) -> Aggregate:
+    """Estimate from K ≥ 1 neighbours with aggregation `name`."""
+    if name not in AGGREGATIONS:
+        raise ValueError(f"unknown aggregation {name!r}; choose one of {', '.join(AGGREGATIONS)}")
+    lat, lon, scores = (np.asarray(a, dtype=np.float64) for a in (lat, lon, scores))
+    if len(lat) == 0:
+        raise ValueError("aggregation needs at least one neighbour")
+    return AGGREGATIONS[name](lat, lon, scores, **params)

@@ -1,0 +1,77 @@
+"""The paper's evaluation of a bundle on a benchmark: every row our bundle can produce.
+
+Rows: each head alone; retrieval alone (RRM embeddings in the store, and raw features when a feature cache of the
+background photos is given); search within cell with each head (K = 10, DBSCAN); the aggregations (average, kde,
+nn, dbscan) and K ∈ {1, 5, 10, 15, 20} with the default head; and the multi-cell option. Photos are embedded once;
+the rows re-use the embeddings. Images that fail to load are misses in every row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from locator.api import EncodedPhotos, Locator, Prediction
+from locator.datasets import Record
+from locator.metrics import GeoMetrics, geolocation_metrics
+
+K_VALUES = (1, 5, 10, 15, 20)
+AGGREGATIONS = ("average", "kde", "nn", "dbscan")
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    settings: dict
+
+
+def variants(locator: Locator) -> list[Variant]:
+    heads = list(locator.bundle.heads)
+    default = locator.bundle.config.get("default_head")
+    rows = [Variant(f"{kind} head alone (cell centre)", {"method": "classifier", "head": kind}) for kind in heads]
+    if locator.store is not None:
+        rows.append(Variant("retrieval alone, RRM embeddings (K=10, dbscan)", {"method": "retrieval"}))
+    if locator.raw_index is not None:
+        rows.append(Variant("retrieval alone, raw features (K=10, dbscan)", {"method": "raw"}))
+    if locator.store is None:
+        return rows
+    rows += [Variant(f"SwC, {kind} head (K=10, dbscan)", {"method": "swc", "head": kind}) for kind in heads]
+    rows += [Variant(f"SwC, {default} head, K=10, {agg}", {"method": "swc", "head": default, "aggregation": agg})
+             for agg in AGGREGATIONS if agg != "dbscan"]
+    rows += [Variant(f"SwC, {default} head, K={k}, dbscan", {"method": "swc", "head": default, "k": k})
+             for k in K_VALUES if k != 10]
+    rows += [Variant(f"SwC, {default} head, top-3 cells when p<0.5 or sparse (K=10, dbscan)",
+                     {"method": "swc", "head": default, "top_cells": 3, "unsure_below": 0.5}),
+             Variant(f"SwC, {default} head, always top-3 cells (K=10, dbscan)",
+                     {"method": "swc", "head": default, "top_cells": 3})]
+    return rows
+
+
+def encode_all(locator: Locator, records: list[Record], batch_size: int = 16, progress: bool = True) -> EncodedPhotos:
+    parts = []
+    for start in tqdm(range(0, len(records), batch_size), desc="evaluate: embed", unit="batch", disable=not progress):
+        parts.append(locator.encode([r.image for r in records[start:start + batch_size]]))
+    return EncodedPhotos(names=[n for p in parts for n in p.names], errors=[e for p in parts for e in p.errors],
+                         features=np.concatenate([p.features for p in parts]),
+                         embeddings=np.concatenate([p.embeddings for p in parts]))
+
+
+def evaluate(locator: Locator, records: list[Record], batch_size: int = 16, progress: bool = True,
+             on_predictions: Callable[[Variant, list[Prediction]], None] | None = None) -> list[GeoMetrics]:
+    """One metrics row per variant (see module docstring)."""
+    if not records:
+        raise ValueError("the benchmark has no images")
+    encoded = encode_all(locator, records, batch_size, progress)
+    true_lat, true_lon = np.array([r.lat for r in records]), np.array([r.lon for r in records])
+    rows = []
+    for variant in tqdm(variants(locator), desc="evaluate: rows", unit="row", disable=not progress):
+        predictions = locator.predict(encoded, evidence=False, **variant.settings)
+        lat = np.array([p.lat if p.ok else np.nan for p in predictions])
+        lon = np.array([p.lon if p.ok else np.nan for p in predictions])
+        rows.append(geolocation_metrics(true_lat, true_lon, lat, lon, name=variant.name))
+        if on_predictions is not None:
+            on_predictions(variant, predictions)
+    return rows

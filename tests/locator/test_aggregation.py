@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+from sklearn.cluster import DBSCAN
+
+from locator.aggregation import aggregate
+from locator.geo import haversine_km, latlon_to_xyz, xyz_to_latlon
+
+
+def _neighbours(seed: int):
+    rng = np.random.default_rng(seed)
+    centres = [(48.85, 2.35), (48.86, 2.36), (40.7, -74.0), (-33.9, 151.2)]
+    pick = rng.integers(0, 4, 10)
+    lat = np.array([centres[p][0] for p in pick]) + rng.normal(0, 0.003, 10)
+    lon = np.array([centres[p][1] for p in pick]) + rng.normal(0, 0.003, 10)
+    return lat, lon, np.sort(rng.uniform(0.2, 0.9, 10))[::-1]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_dbscan_equals_direct_sklearn_dbscan(seed):
+    lat, lon, scores = _neighbours(seed)
+    result = aggregate("dbscan", lat, lon, scores)
+    labels = DBSCAN(eps=1.0 / 6371.0, min_samples=1, metric="haversine").fit(np.radians(np.c_[lat, lon])).labels_
+    sizes = {label: int((labels == label).sum()) for label in set(labels)}
+    largest = max(sizes.values())
+    # Tie: the cluster of the most similar photo among the tied clusters.
+    candidates = [k for k in np.argsort(-scores) if sizes[labels[k]] == largest]
+    members = labels == labels[candidates[0]]
+    mean = latlon_to_xyz(lat[members], lon[members]).sum(axis=0)
+    expected_lat, expected_lon = xyz_to_latlon(mean)
+    assert np.array_equal(result.members, members)
+    assert haversine_km(result.lat, result.lon, expected_lat, expected_lon) < 1e-6
+
+
+def test_dbscan_tie_goes_to_the_most_similar_photo():
+    lat = np.array([10.0, 10.0001, 20.0, 20.0001, 30.0])
+    lon = np.zeros(5)
+    scores = np.array([0.5, 0.4, 0.9, 0.1, 0.95])
+    result = aggregate("dbscan", lat, lon, scores)
+    assert result.members.tolist() == [False, False, True, True, False]
+
+
+def test_average_nn_and_kde():
+    lat = np.array([0.0, 0.0, 0.0, 50.0])
+    lon = np.array([0.0, 0.1, 0.2, 50.0])
+    scores = np.array([0.3, 0.2, 0.1, 0.9])
+    assert aggregate("nn", lat, lon, scores).lat == 50.0
+    avg = aggregate("average", lat, lon, scores)
+    assert avg.size == 4 and 0 < avg.lat < 50
+    density = aggregate("kde", lat, lon, scores, bandwidth_km=20.0)
+    assert (density.lat, density.lon) == (0.0, 0.1)  # the middle of the three close photos has the highest density
+    assert density.members.tolist() == [True, True, True, False]
+
+
+def test_unknown_aggregation_and_empty_input():
+    with pytest.raises(ValueError, match="unknown aggregation 'median'"):
+        aggregate("median", [0], [0], [1])
+    with pytest.raises(ValueError, match="at least one neighbour"):
+        aggregate("dbscan", [], [], [])
