@@ -25,15 +25,20 @@ _CSV_COLUMNS = ["image", "lat", "lon", "ok", "error", "method", "cell_token", "c
                 "radius_km", "confidence", "nearest_photo_id", "nearest_similarity", "note"]
 
 
-def _expand(paths: list[str]) -> list[str]:
-    out = []
+def _expand(paths: list[str], images_dir: str | None) -> tuple[list[str], dict[str, tuple[float, float]]]:
+    """Photo paths from files, folders and dataset CSVs; the CSVs also give ground truth for the map."""
+    out, truth = [], {}
     for item in paths:
         path = Path(item)
         if path.is_dir():
             out += sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        elif path.suffix.lower() == ".csv":
+            records = read_dataset(path, images_dir=images_dir)
+            out += [r.image for r in records]
+            truth.update({r.image: (r.lat, r.lon) for r in records})
         else:
             out.append(item)
-    return out
+    return out, truth
 
 
 def _number(value: float) -> str:
@@ -66,13 +71,12 @@ def write_predictions_geojson(path: Path, predictions: list[Prediction]) -> None
 
 
 def _locate(args: argparse.Namespace) -> int:
-    images = _expand(args.photos)
+    images, truth = _expand(args.photos, args.images)
     if not images:
         raise DatasetError("no photos given")
-    truth = {}
     if args.truth:
-        truth = {r.image: (r.lat, r.lon) for r in read_dataset(args.truth, images_dir=args.images)}
-        truth.update({str(Path(k).name): v for k, v in list(truth.items())})
+        truth.update({r.image: (r.lat, r.lon) for r in read_dataset(args.truth, images_dir=args.images)})
+    truth.update({str(Path(k).name): v for k, v in list(truth.items())})
     with Locator.load(args.bundle, store=args.store, raw_features=args.raw_features) as locator:
         predictions: list[Prediction] = []
         for start in tqdm(range(0, len(images), args.batch_size), desc="locate", unit="batch"):
@@ -141,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     locate = commands.add_parser("locate", help="predict where photos were taken, with the evidence")
-    locate.add_argument("photos", nargs="+", help="photo files or folders")
+    locate.add_argument("photos", nargs="+", help="photo files, folders, or dataset CSVs (their truth goes on the map)")
     locate.add_argument("--bundle", required=True, type=Path)
     locate.add_argument("--store", default=None, help="edge:/path or http://host:6333[/collection] (default $GEOLOC_STORE)")
     locate.add_argument("--out", default="predictions.csv", help="predictions .csv or .geojson")

@@ -181,6 +181,51 @@ def _finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_manifest(path: Path, records: list[Record]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "photo_id", "owner", "source", "lat", "lon"])
+        writer.writerows([r.image, r.photo_id, r.owner, r.source, repr(r.lat), repr(r.lon)] for r in records)
+
+
+def _split(args: argparse.Namespace) -> int:
+    records = read_dataset(args.data, images_dir=args.images)
+    train, val = owner_split(records, args.val_fraction, args.seed)
+    _write_manifest(args.out / "train.csv", train)
+    _write_manifest(args.out / "val.csv", val)
+    owners = len({r.group for r in train}), len({r.group for r in val})
+    print(f"split: {len(train):,} training photos ({owners[0]} owners), {len(val):,} held-out photos "
+          f"({owners[1]} other owners) -> {args.out}/train.csv, val.csv")
+    return 0
+
+
+def hierarchy_thresholds(photos: int, fine_tau_max: int | None = None) -> tuple[list[int], int]:
+    """τmax for coarse, middle, fine and a shared τmin, scaled like the paper's 5000 / 2000 / 1000, τmin 50 at
+    4.7 M photos, but with fine cells of ~2 % of the photos so that small sets still have tens of cells."""
+    fine = fine_tau_max or max(10, round(photos / 50))
+    return [round(fine * 6.5), round(fine * 2.5), fine], max(2, fine // 6)
+
+
+def _hierarchy(args: argparse.Namespace) -> int:
+    records = read_dataset(args.data, images_dir=args.images)
+    lat, lon = np.array([r.lat for r in records]), np.array([r.lon for r in records])
+    taus, tau_min = hierarchy_thresholds(len(records), args.fine_tau_max)
+    names = ("coarse", "middle", "fine")
+    for name, tau in zip(names, taus):
+        result = adaptive_partition(lat, lon, PartitionSettings(tau_max=tau, tau_min=tau_min))
+        result.partition.write_csv(args.out / f"{name}.csv")
+        print(f"hierarchy {name} (τmax {tau}, τmin {tau_min}): {result.summary()}")
+    return 0
+
+
+def _demo_world(args: argparse.Namespace) -> int:
+    from training.demo_world import make_demo_world
+    manifest = make_demo_world(args.out, places=args.places, photos_per_place=args.photos_per_place, seed=args.seed)
+    print(f"demo-world: rendered {args.places * args.photos_per_place} SYNTHETIC photos of {args.places} places -> {manifest}")
+    return 0
+
+
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="manifest CSV, benchmark CSV or folder of EXIF-GPS photos")
     parser.add_argument("--images", help="folder that benchmark IMG_IDs are relative to")
@@ -258,6 +303,25 @@ def build_parser() -> argparse.ArgumentParser:
     placeable.add_argument("--head", choices=["ce", "hc", "mvmf"], default=None, help="default: the bundle's")
     placeable.add_argument("--out", required=True, type=Path)
     placeable.set_defaults(run=_placeable)
+
+    split = commands.add_parser("split", help="owner-grouped train / held-out split of a dataset into two manifests")
+    _add_data_arguments(split)
+    split.add_argument("--out", required=True, type=Path)
+    split.set_defaults(run=_split)
+
+    hierarchy = commands.add_parser("hierarchy", help="coarse / middle / fine partitions scaled to a dataset's size")
+    hierarchy.add_argument("--data", required=True)
+    hierarchy.add_argument("--images", default=None)
+    hierarchy.add_argument("--fine-tau-max", type=int, default=None, help="default: ~2 %% of the photos, at least 10")
+    hierarchy.add_argument("--out", required=True, type=Path, help="folder for coarse.csv, middle.csv, fine.csv")
+    hierarchy.set_defaults(run=_hierarchy)
+
+    world = commands.add_parser("demo-world", help="render a SYNTHETIC world whose photos' look depends on location")
+    world.add_argument("--out", required=True, type=Path)
+    world.add_argument("--places", type=int, default=24)
+    world.add_argument("--photos-per-place", type=int, default=25)
+    world.add_argument("--seed", type=int, default=0)
+    world.set_defaults(run=_demo_world)
 
     finetune = commands.add_parser("backbone", help="fine-tune the bundle's backbone with cross-entropy over cells")
     finetune.add_argument("--bundle", required=True, type=Path)
