@@ -24,6 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+# Run as a script, this file's folder comes first on sys.path and `ingest` would name this file, not the package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
 from ingest.pipeline import IngestSettings, run_ingest
 from ingest.sources import list_rows
 from locator.bundle import Bundle

@@ -200,7 +200,7 @@ class Locator:
                     top_cells: int, unsure_below: float | None):
         if method == "raw":
             if self.raw_index is None:
-                raise ValueError("method 'raw' needs raw_features= (a feature cache of the background photos)")
+                raise ValueError("method 'raw' needs a feature cache of the background photos (raw_features= or --raw-features)")
             return self.raw_index.search(encoded.features[rows], k), self.raw_index, None
         if self.store is None:
             raise StoreError(f"method {method!r} needs a store: pass store='edge:/path' or set GEOLOC_STORE")

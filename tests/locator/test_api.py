@@ -66,7 +66,7 @@ def test_every_method_and_input_kind(world):
         assert similarities == sorted(similarities, reverse=True)
         for p in (from_path, retrieval):
             assert p.ok and p.cluster_size >= 1 and p.radius_km > 0 and 0 <= p.confidence <= 1
-        with pytest.raises(ValueError, match="method 'raw' needs raw_features"):
+        with pytest.raises(ValueError, match="method 'raw' needs a feature cache"):
             locator.locate([first.image], method="raw")
 
 
