@@ -48,8 +48,12 @@ if (window.L) {
    for (const k in attrs) e.setAttribute(k, attrs[k]); if (text) { const t = document.createElementNS(ns, 'title');
    t.textContent = text; e.appendChild(t); } svg.appendChild(e); return e; };
  add('rect', {x: -180, y: -90, width: 360, height: 180, fill: '#eef'});
- for (let x = -180; x <= 180; x += 30) add('line', {x1: x, y1: -90, x2: x, y2: 90, stroke: '#ccd', 'stroke-width': 0.3});
- for (let y = -90; y <= 90; y += 30) add('line', {x1: -180, y1: y, x2: 180, y2: y, stroke: '#ccd', 'stroke-width': 0.3});
+ for (let x = -180; x <= 180; x += 30) { add('line', {x1: x, y1: -90, x2: x, y2: 90, stroke: '#ccd', 'stroke-width': 0.3});
+   add('text', {x: x + 1, y: 88, 'font-size': 4, fill: '#889'}).textContent = Math.abs(x) + '°' + (x < 0 ? 'W' : x > 0 ? 'E' : ''); }
+ for (let y = -60; y <= 60; y += 30) { add('line', {x1: -180, y1: y, x2: 180, y2: y, stroke: '#ccd', 'stroke-width': 0.3});
+   add('text', {x: -179, y: y - 1, 'font-size': 4, fill: '#889'}).textContent = Math.abs(y) + '°' + (y > 0 ? 'S' : y < 0 ? 'N' : ''); }
+ document.getElementById('legend').insertAdjacentHTML('beforeend',
+   ' <i>Offline view: Leaflet and map tiles could not load, so this is a plain latitude/longitude plot.</i>');
  for (const p of DATA) {
    for (const n of p.neighbours) add('circle', {cx: n.lon, cy: -n.lat, r: 0.8, fill: '#2b8cbe'}, n.photo_id);
    if (p.truth) { add('line', {x1: p.lon, y1: -p.lat, x2: p.truth[1], y2: -p.truth[0], stroke: '#31a354', 'stroke-width': 0.3});
