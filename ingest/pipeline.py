@@ -55,6 +55,13 @@ class IngestSummary:
                 f"{rate:.1f} photos/s; collection now holds {self.count_after:,} points")
 
 
+def default_rejects_path(location: str) -> Path:
+    """Beside an Edge store (`<store>.rejects.csv`); in the working folder for a server collection."""
+    if location.startswith("edge:"):
+        return Path(location[len("edge:"):].rstrip("/")).with_suffix(".rejects.csv")
+    return Path("geoloc-ingest.rejects.csv")
+
+
 def _init_ray(settings: IngestSettings, gpus: int) -> None:
     import ray
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -97,7 +104,7 @@ def run_ingest(bundle_dir: str | Path, store_location: str | None, rows: list[di
         stored = set(store.all_ids().tolist())
         todo = [r for r in rows if point_id(r["source"], r["photo_id"]) not in stored]
         summary = IngestSummary(listed=len(rows), already_stored=len(rows) - len(todo))
-        rejects = settings.rejects or Path(store.location.removeprefix("edge:")).with_suffix(".rejects.csv")
+        rejects = settings.rejects or default_rejects_path(store.location)
         writer = StoreWriter(store, bundle, Path(rejects), settings.placeable_only, settings.flush_every)
         if todo:
             gpus = torch.cuda.device_count()

@@ -117,7 +117,7 @@ class Locator:
             location = store_location(store)
         except StoreError:
             location = None
-        opened = open_store(location, bundle.collection_spec()) if location else None
+        opened = open_store(location, bundle.collection_spec(), create=False) if location else None
         raw = ExactIndex.from_feature_cache(raw_features) if raw_features else None
         return cls(bundle, opened, raw, device)
 

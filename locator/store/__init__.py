@@ -23,18 +23,18 @@ def store_location(location: str | None) -> str:
     return location
 
 
-def open_store(location: str | None, spec: CollectionSpec) -> VectorStore:
-    """Open (or create) the collection at `location` for `spec`; a collection of another bundle is an error."""
+def open_store(location: str | None, spec: CollectionSpec, create: bool = True) -> VectorStore:
+    """Open the collection at `location` for `spec`, creating it if `create`; another bundle's is an error."""
     location = store_location(location)
     if location.startswith("edge:"):
         from locator.store.edge import EdgeStore
-        return EdgeStore(location[len("edge:"):], spec)
+        return EdgeStore(location[len("edge:"):], spec, create)
     if location == "memory" or location.startswith("memory:"):
         from qdrant_client import QdrantClient
 
         from locator.store.server import ServerStore
         name = location.partition(":")[2] or DEFAULT_COLLECTION
-        return ServerStore(QdrantClient(":memory:"), name, spec, location)
+        return ServerStore(QdrantClient(":memory:"), name, spec, location, create)
     if location.startswith(("http://", "https://")):
         from qdrant_client import QdrantClient
 
@@ -42,7 +42,7 @@ def open_store(location: str | None, spec: CollectionSpec) -> VectorStore:
         url = urlparse(location)
         name = url.path.strip("/") or DEFAULT_COLLECTION
         client = QdrantClient(url=f"{url.scheme}://{url.netloc}", prefer_grpc=True)
-        return ServerStore(client, name, spec, location)
+        return ServerStore(client, name, spec, location, create)
     raise StoreError(f"unknown store location {location!r}: use edge:/path, http://host:6333[/collection] or memory")
 
 

@@ -31,9 +31,11 @@ def _cell_filter(field: str, cells: list[int]) -> qe.Filter:
 
 
 class EdgeStore(VectorStore):
-    def __init__(self, path: str | Path, spec: CollectionSpec) -> None:
+    def __init__(self, path: str | Path, spec: CollectionSpec, create: bool = True) -> None:
         self.path = Path(path)
         self.location = f"edge:{self.path}"
+        if not create and not (self.path / SPEC_FILE).is_file():
+            raise StoreError(f"{self.location} holds no collection (ingest photos into it first with geoloc-ingest)")
         self.spec = _open_spec(self.path, spec)
         shard_dir = self.path / "shard"
         try:

@@ -23,8 +23,11 @@ def _cell_filter(field: str, cells: list[int]) -> qm.Filter:
 
 
 class ServerStore(VectorStore):
-    def __init__(self, client: QdrantClient, collection: str, spec: CollectionSpec, location: str) -> None:
+    def __init__(self, client: QdrantClient, collection: str, spec: CollectionSpec, location: str,
+                 create: bool = True) -> None:
         self.client, self.collection, self.location = client, collection, location
+        if not create and not client.collection_exists(collection):
+            raise StoreError(f"{location}: no collection {collection!r} (ingest photos into it first with geoloc-ingest)")
         if client.collection_exists(collection):
             stored = CollectionSpec(**{k: (client.get_collection(collection).config.metadata or {}).get(k)
                                        for k in ("vector_size", "levels", "fingerprint")})

@@ -63,3 +63,11 @@ def test_stages_embed_like_the_encoder_and_write_rejects(trained, tmp_path):
     with rejects.open() as handle:
         reasons = [r["reason"] for r in csv.DictReader(handle)]
     assert len(reasons) == 2 + int(ok.sum()) - placeable and any("empty file" in r for r in reasons)
+
+
+def test_default_rejects_path():
+    from pathlib import Path
+
+    from ingest.pipeline import default_rejects_path
+    assert default_rejects_path("edge:runs/demo/store/") == Path("runs/demo/store.rejects.csv")
+    assert default_rejects_path("http://localhost:6333/geoloc") == Path("geoloc-ingest.rejects.csv")

@@ -68,3 +68,7 @@ def test_locate_without_store_is_a_clear_error(world, tmp_path, capsys, monkeypa
     assert geoloc(["locate", world["queries"][0].image, "--bundle", str(tmp_path / "nothing"),
                    "--out", str(tmp_path / "p.csv")]) == 2
     assert "not a model bundle" in capsys.readouterr().err
+    assert geoloc(["locate", world["queries"][0].image, "--bundle", str(world["bundle_dir"]), "--store",
+                   f"edge:{tmp_path / 'typo'}", "--out", str(tmp_path / "p.csv")]) == 2
+    assert "holds no collection" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists()

@@ -182,3 +182,15 @@ def test_unknown_location_and_missing_setting(monkeypatch):
     monkeypatch.delenv("GEOLOC_STORE", raising=False)
     with pytest.raises(StoreError, match="set GEOLOC_STORE"):
         open_store(None, SPEC)
+
+
+def test_opening_without_create_requires_an_existing_collection(location):
+    with pytest.raises(StoreError, match="no collection"):
+        open_store(location, SPEC, create=False)
+    ids, vectors, payloads, _, _ = clustered_points(3)
+    with open_store(location, SPEC) as store:
+        store.upsert(ids, vectors, payloads)
+        if location == "memory":
+            return  # the in-memory double lives only as long as its client
+    with open_store(location, SPEC, create=False) as again:
+        assert again.count() == 3
