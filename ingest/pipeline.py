@@ -28,7 +28,7 @@ class IngestSettings:
     placeable_only: bool = False
     placeable_head: str | None = None
     batch_size: int = 16
-    flush_every: int = 2000
+    flush_every: int = 20_000  # points; a flush also truncates Qdrant Edge's WAL, which keeps upserts fast
     actors: int | None = None
     address: str | None = None
     object_store_mb: int = 512

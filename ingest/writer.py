@@ -17,7 +17,7 @@ class StoreWriter:
     """Writes accepted photos to the store and rejected ones (with the reason) to a CSV file."""
 
     def __init__(self, store: VectorStore, bundle: Bundle, rejects_path: Path, placeable_only: bool,
-                 flush_every: int = 2000) -> None:
+                 flush_every: int = 20_000) -> None:
         self.store, self.bundle, self.placeable_only = store, bundle, placeable_only
         self.flush_every = flush_every
         self.written = 0
