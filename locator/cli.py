@@ -57,6 +57,17 @@ def write_predictions_csv(path: Path, predictions: list[Prediction]) -> None:
                              top.photo_id if top else "", _number(top.similarity) if top else "", p.note])
 
 
+def _json_safe(value: object) -> object:
+    """NaN (a failed photo's lat, probability, radius…) becomes null: GeoJSON is strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def write_predictions_geojson(path: Path, predictions: list[Prediction]) -> None:
     features = []
     for p in predictions:
@@ -65,9 +76,8 @@ def write_predictions_geojson(path: Path, predictions: list[Prediction]) -> None
         geometry = None if not p.ok or math.isnan(p.lat) else {"type": "Point", "coordinates": [p.lon, p.lat]}
         features.append({"type": "Feature", "geometry": geometry, "properties": properties})
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps({"type": "FeatureCollection", "features": features}, indent=1, allow_nan=False,
-                      default=lambda v: None)
-    path.write_text(text.replace("NaN", "null"))
+    collection = _json_safe({"type": "FeatureCollection", "features": features})
+    path.write_text(json.dumps(collection, indent=1, allow_nan=False))
 
 
 def _locate(args: argparse.Namespace) -> int:

@@ -42,6 +42,13 @@ def test_locate_writes_csv_geojson_and_map(world, tmp_path, capsys):
                    "--out", str(geo), "--method", "classifier"]) == 0
     feature = json.loads(geo.read_text())["features"][0]
     assert feature["geometry"]["type"] == "Point" and feature["properties"]["method"] == "classifier"
+    # A photo that cannot be read still gets its feature (no geometry, nulls), and the file stays valid JSON.
+    assert geoloc(["locate", world["queries"][0].image, str(tmp_path / "gone.jpg"), "--bundle", str(world["bundle_dir"]),
+                   "--store", world["store"], "--out", str(geo)]) == 0
+    good, failed = json.loads(geo.read_text())["features"]
+    assert good["geometry"]["type"] == "Point" and good["properties"]["neighbours"]
+    assert failed["geometry"] is None and failed["properties"]["ok"] is False
+    assert failed["properties"]["cell_probability"] is None and "gone.jpg" in failed["properties"]["error"]
     assert "locate: 1 photos" in capsys.readouterr().out
 
 
