@@ -23,7 +23,8 @@ from locator.metrics import geolocation_metrics, markdown_table
 from training.features import build_feature_cache
 from training.heads import HeadSettings, train_head
 from training.partition import PartitionSettings, adaptive_partition
-from training.rrm import RRMSettings, embed, train_rrm
+from locator.rrm import embed
+from training.rrm import RRMSettings, train_rrm
 
 RESULTS = Path(__file__).parent / "results"
 ARCH, SIZE = "tf_efficientnet_lite0", 300

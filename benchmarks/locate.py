@@ -16,7 +16,6 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from locator.aggregation import aggregate

@@ -19,12 +19,10 @@ class Embedder:
         self.bundle = Bundle.load(bundle_dir)
         self.encoder = PhotoEncoder(self.bundle)
         self.placeable_head = placeable_head
-        self.norm = self.bundle.backbone.preprocessing
 
     def _tensor(self, pixels: bytes, height: int, width: int) -> torch.Tensor:
-        array = np.frombuffer(pixels, dtype=np.uint8).reshape(height, width, 3).astype(np.float32) / 255.0
-        tensor = torch.from_numpy(array).permute(2, 0, 1)
-        return (tensor - torch.tensor(self.norm.mean).view(3, 1, 1)) / torch.tensor(self.norm.std).view(3, 1, 1)
+        array = np.frombuffer(pixels, dtype=np.uint8).reshape(height, width, 3)
+        return self.bundle.backbone.preprocessing.normalise(array)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(batch["image"])

@@ -224,8 +224,7 @@ class Locator:
         distances = haversine_km(result.lat, result.lon, lat, lon)
         p.radius_km = float(max(distances[result.members].max(), 1.0)) if result.size >= 2 else \
             cell_radius_km(int(fine.levels[cell]))
-        probability = p.cell_probability if not math.isnan(p.cell_probability) else 1.0
-        p.confidence = probability * result.size / k
+        p.confidence = p.cell_probability * result.size / k
         for pid, score, n_lat, n_lon, d in zip(hits.ids[j][valid], scores, lat, lon, distances):
             payload = payloads.get(int(pid), {})
             p.neighbours.append(Neighbour(str(payload.get("photo_id", pid)), str(payload.get("source", "")),

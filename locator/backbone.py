@@ -60,8 +60,11 @@ class Preprocessing:
 
     def to_tensor(self, image: Image.Image) -> torch.Tensor:
         """A (3, H, W) float tensor, normalised; `image` must be RGB (see locator.images.load_image)."""
-        pixels = np.asarray(self.resized(image), dtype=np.float32) / 255.0
-        tensor = torch.from_numpy(pixels).permute(2, 0, 1)
+        return self.normalise(np.asarray(self.resized(image)))
+
+    def normalise(self, pixels: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) uint8 RGB pixels, already resized → normalised (3, H, W) float tensor."""
+        tensor = torch.from_numpy(pixels.astype(np.float32) / 255.0).permute(2, 0, 1)
         mean = torch.tensor(self.mean).view(3, 1, 1)
         std = torch.tensor(self.std).view(3, 1, 1)
         return (tensor - mean) / std

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from locator.backbone import default_device, extract_features
 from locator.bundle import Bundle
 from locator.heads import HeadPrediction
+from locator.rrm import embed
 
 
 @dataclass(frozen=True)
@@ -41,13 +41,9 @@ class PhotoEncoder:
     def features(self, tensors: Sequence[torch.Tensor], batch_size: int | None = None) -> np.ndarray:
         return extract_features(self.bundle.backbone, tensors, batch_size=batch_size, device=self.device)
 
-    @torch.inference_mode()
     def embed_features(self, features: np.ndarray) -> np.ndarray:
         """ℓ2-normalised embeddings in the store's space: the RRM's output, or normalised raw features."""
-        x = torch.from_numpy(np.asarray(features, dtype=np.float32))
-        if self.bundle.rrm is None:
-            return F.normalize(x, dim=1).numpy()
-        return self.bundle.rrm.to("cpu")(x).numpy()
+        return embed(self.bundle.rrm, features)
 
     @torch.inference_mode()
     def classify(self, features: np.ndarray, head_kind: str | None = None) -> tuple[HeadPrediction, np.ndarray]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,3 +31,13 @@ class ResidualRetrievalModule(nn.Module):
 
     def config(self) -> dict:
         return {"dim": self.dim, "hidden_dim": self.hidden_dim, "residual": self.residual}
+
+
+@torch.inference_mode()
+def embed(rrm: ResidualRetrievalModule | None, features: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    """Embeddings of backbone features in the store's space: the RRM's output, or ℓ2-normalised raw features."""
+    x = torch.from_numpy(np.asarray(features, dtype=np.float32))
+    if rrm is None:
+        return F.normalize(x, dim=1).numpy()
+    rrm = rrm.to("cpu")
+    return torch.cat([rrm(x[s:s + batch_size]) for s in range(0, len(x), batch_size)]).numpy()

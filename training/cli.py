@@ -151,13 +151,7 @@ def _placeable(args: argparse.Namespace) -> int:
     head = bundle.heads[args.head] if args.head else bundle.default_head
     true_cells = bundle.partitions[-1].lookup(lat, lon)
     mask = placeable_mask(head, features, true_cells)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["image", "photo_id", "owner", "source", "lat", "lon", "cell"])
-        for row, cell in zip(rows[mask], true_cells[mask]):
-            r = cache.records[row]
-            writer.writerow([r.image, r.photo_id, r.owner, r.source, repr(r.lat), repr(r.lon), int(cell)])
+    _write_manifest(args.out, [cache.records[row] for row in rows[mask]], cells=true_cells[mask])
     bundle.update_training(placeable={"photos": int(mask.sum()), "of": len(rows), "head": head.kind})
     print(f"placeable: {int(mask.sum()):,} of {len(rows):,} photos are put in their true cell by the {head.kind} "
           f"head -> {args.out}")
@@ -181,12 +175,15 @@ def _finetune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_manifest(path: Path, records: list[Record]) -> None:
+def _write_manifest(path: Path, records: list[Record], cells: np.ndarray | None = None) -> None:
+    """A manifest CSV readable by read_manifest; with `cells`, an extra column of finest-cell classes."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["image", "photo_id", "owner", "source", "lat", "lon"])
-        writer.writerows([r.image, r.photo_id, r.owner, r.source, repr(r.lat), repr(r.lon)] for r in records)
+        writer.writerow(["image", "photo_id", "owner", "source", "lat", "lon"] + (["cell"] if cells is not None else []))
+        for k, r in enumerate(records):
+            extra = [int(cells[k])] if cells is not None else []
+            writer.writerow([r.image, r.photo_id, r.owner, r.source, repr(r.lat), repr(r.lon), *extra])
 
 
 def _split(args: argparse.Namespace) -> int:

@@ -73,12 +73,3 @@ def train_rrm(features: np.ndarray, cells: np.ndarray, settings: RRMSettings = R
             total += loss.item() * b
         log.append(total / len(pairs))
     return rrm.eval(), log
-
-
-@torch.inference_mode()
-def embed(rrm: ResidualRetrievalModule | None, features: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-    """RRM embeddings of features, or the ℓ2-normalised raw features when `rrm` is None."""
-    x = torch.from_numpy(np.asarray(features, dtype=np.float32))
-    if rrm is None:
-        return torch.nn.functional.normalize(x, dim=1).numpy()
-    return torch.cat([rrm(x[s:s + batch_size]) for s in range(0, len(x), batch_size)]).numpy()
