@@ -3,12 +3,17 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 OUT ?= $(or $(GEOLOC_OUT),runs/demo)
-# The demo's dataset: $(GEOLOC_DATA) (a manifest CSV or a folder of EXIF-GPS photos), else a SYNTHETIC world.
-DATA := $(or $(GEOLOC_DATA),$(OUT)/world/manifest.csv)
+# The demo's dataset: $(GEOLOC_DATA) (a manifest CSV or a folder of EXIF-GPS photos), else a SYNTHETIC world,
+# rendered once into $(WORLD) (deterministic; kept outside the run folder because the store refers to its photos).
+WORLD ?= runs/synthetic-world
+DATA := $(or $(GEOLOC_DATA),$(WORLD)/manifest.csv)
 LABEL := $(if $(GEOLOC_DATA),$(GEOLOC_DATA),SYNTHETIC demo world (rendered photos, not real))
 ARCH ?= tf_efficientnet_lite0
 SIZE ?= $(if $(GEOLOC_DATA),300,224)
-STORE := edge:$(OUT)/store
+# Each run is built in $(OUT).partial and swapped into $(OUT) only once complete: a failed run never
+# touches the previous one.
+STAGE := $(OUT).partial
+STORE := edge:$(STAGE)/store
 
 .PHONY: install demo test bench clean
 
@@ -20,26 +25,27 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-# Main job: the whole pipeline on $(DATA); everything goes under $(OUT).
+# Main job: the whole pipeline on $(DATA); the result goes to $(OUT).
 demo: install
-	rm -rf $(OUT)/store $(OUT)/store.rejects.csv $(OUT)/bundle $(OUT)/features
-	$(if $(GEOLOC_DATA),,$(BIN)/geoloc-train demo-world --out $(OUT)/world)
-	$(BIN)/geoloc-train split --data $(DATA) --out $(OUT)/split
-	$(BIN)/geoloc-train hierarchy --data $(OUT)/split/train.csv --out $(OUT)/cells
-	$(BIN)/geoloc-train bundle --out $(OUT)/bundle --arch $(ARCH) --size $(SIZE) \
-		--partitions $(OUT)/cells/coarse.csv $(OUT)/cells/middle.csv $(OUT)/cells/fine.csv
-	$(BIN)/geoloc-train features --bundle $(OUT)/bundle --data $(OUT)/split/train.csv --out $(OUT)/features/train
-	$(BIN)/geoloc-train head --bundle $(OUT)/bundle --features $(OUT)/features/train --kind ce --default
-	$(BIN)/geoloc-train head --bundle $(OUT)/bundle --features $(OUT)/features/train --kind hc
-	$(BIN)/geoloc-train head --bundle $(OUT)/bundle --features $(OUT)/features/train --kind mvmf
-	$(BIN)/geoloc-train rrm --bundle $(OUT)/bundle --features $(OUT)/features/train
-	$(BIN)/geoloc-train placeable --bundle $(OUT)/bundle --features $(OUT)/features/train --out $(OUT)/placeable.csv
-	$(BIN)/geoloc-ingest --bundle $(OUT)/bundle --store $(STORE) --data $(OUT)/placeable.csv
-	$(BIN)/geoloc evaluate --bundle $(OUT)/bundle --store $(STORE) --benchmark $(OUT)/split/val.csv \
-		--raw-features $(OUT)/features/train --markdown $(OUT)/eval.md \
+	$(BIN)/geoloc-train run-start --out $(OUT) $(if $(GEOLOC_DATA),--data $(GEOLOC_DATA))
+	$(if $(GEOLOC_DATA),,$(BIN)/geoloc-train demo-world --out $(WORLD))
+	$(BIN)/geoloc-train split --data $(DATA) --out $(STAGE)/split
+	$(BIN)/geoloc-train hierarchy --data $(STAGE)/split/train.csv --out $(STAGE)/cells
+	$(BIN)/geoloc-train bundle --out $(STAGE)/bundle --arch $(ARCH) --size $(SIZE) \
+		--partitions $(STAGE)/cells/coarse.csv $(STAGE)/cells/middle.csv $(STAGE)/cells/fine.csv
+	$(BIN)/geoloc-train features --bundle $(STAGE)/bundle --data $(STAGE)/split/train.csv --out $(STAGE)/features/train
+	$(BIN)/geoloc-train head --bundle $(STAGE)/bundle --features $(STAGE)/features/train --kind ce --default
+	$(BIN)/geoloc-train head --bundle $(STAGE)/bundle --features $(STAGE)/features/train --kind hc
+	$(BIN)/geoloc-train head --bundle $(STAGE)/bundle --features $(STAGE)/features/train --kind mvmf
+	$(BIN)/geoloc-train rrm --bundle $(STAGE)/bundle --features $(STAGE)/features/train
+	$(BIN)/geoloc-train placeable --bundle $(STAGE)/bundle --features $(STAGE)/features/train --out $(STAGE)/placeable.csv
+	$(BIN)/geoloc-ingest --bundle $(STAGE)/bundle --store $(STORE) --data $(STAGE)/placeable.csv
+	$(BIN)/geoloc evaluate --bundle $(STAGE)/bundle --store $(STORE) --benchmark $(STAGE)/split/val.csv \
+		--raw-features $(STAGE)/features/train --markdown $(STAGE)/eval.md \
 		--title "# Held-out evaluation — $(LABEL)"
-	$(BIN)/geoloc locate $(OUT)/split/val.csv --bundle $(OUT)/bundle --store $(STORE) \
-		--out $(OUT)/predictions.csv --map $(OUT)/map.html --title "geoloc — $(LABEL)"
+	$(BIN)/geoloc locate $(STAGE)/split/val.csv --bundle $(STAGE)/bundle --store $(STORE) \
+		--out $(STAGE)/predictions.csv --map $(STAGE)/map.html --title "geoloc — $(LABEL)"
+	$(BIN)/geoloc-train run-publish --out $(OUT) --description "make demo on $(LABEL)"
 	@echo "demo: done — $(LABEL). See $(OUT)/eval.md, $(OUT)/predictions.csv, $(OUT)/map.html"
 
 test: install

@@ -16,23 +16,12 @@ import torch
 from tqdm import tqdm
 
 from locator.bundle import Bundle
+from locator.errors import BundleError
 from locator.store import open_store, point_id
 from ingest.decode import decode_batch
 from ingest.embedder import Embedder
+from ingest.settings import IngestSettings
 from ingest.writer import StoreWriter
-
-
-@dataclass
-class IngestSettings:
-    placeable_only: bool = False
-    placeable_head: str | None = None
-    batch_size: int = 16
-    flush_every: int = 20_000  # points; a flush also truncates Qdrant Edge's WAL, which keeps upserts fast
-    actors: int | None = None
-    address: str | None = None
-    object_store_mb: int = 512
-    rejects: Path | None = None
-    progress: bool = True
 
 
 @dataclass
@@ -86,7 +75,9 @@ def _dataset(rows: list[dict], bundle: Bundle, bundle_dir: Path, settings: Inges
     return ds.map_batches(Embedder, fn_constructor_args=(str(bundle_dir), head if settings.placeable_only else None,
                                                          None if gpus else max(1, cpus - 1)),
                           batch_size=settings.batch_size, compute=ray.data.ActorPoolStrategy(size=actors),
-                          **actor_resources)
+                          # Ray cannot restart actors whose arguments live in its object store (ray#53727) and
+                          # logs an error for each; a failed actor fails the run instead, and a rerun resumes exactly.
+                          max_restarts=0, **actor_resources)
 
 
 def run_ingest(bundle_dir: str | Path, store_location: str | None, rows: list[dict],
@@ -96,7 +87,7 @@ def run_ingest(bundle_dir: str | Path, store_location: str | None, rows: list[di
     bundle_dir = Path(bundle_dir)
     bundle = Bundle.load(bundle_dir)
     if settings.placeable_only and not bundle.heads:
-        raise ValueError(f"{bundle_dir}: the placeable filter needs a trained head in the bundle")
+        raise BundleError(f"{bundle_dir}: the placeable filter needs a trained head in the bundle")
     store = open_store(store_location, bundle.collection_spec())
     start = time.perf_counter()
     try:

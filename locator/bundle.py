@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 import locator
 from locator.backbone import Backbone, Preprocessing, create_backbone
 from locator.cells import Partition, PartitionError
+from locator.errors import BundleError
 from locator.heads import HEADS, Head, create_head
 from locator.rrm import ResidualRetrievalModule
 from locator.store.base import CollectionSpec
@@ -31,10 +32,6 @@ FORMAT_VERSION = 1
 CONFIG = "config.json"
 BACKBONE = "backbone.safetensors"
 RRM = "rrm.safetensors"
-
-
-class BundleError(ValueError):
-    """A bundle directory that is missing a file, or whose files do not match its config."""
 
 
 def _sha256(path: Path) -> str:

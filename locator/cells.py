@@ -10,13 +10,14 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from locator import s2
+from locator.errors import DataError
 from locator.geo import validate_latlon
 
 NO_CELL = -1
 _COLUMNS = ["class_label", "hex_id", "imgs_per_cell", "latitude_mean", "longitude_mean"]
 
 
-class PartitionError(ValueError):
+class PartitionError(DataError):
     """A partition file or cell set that cannot be used."""
 
 
@@ -105,7 +106,7 @@ class Partition:
                 num_images=meta["num_images"],
                 min_concept_probability=meta["min_concept_probability"],
             )
-        except ValueError as exc:
+        except (ValueError, DataError) as exc:
             raise PartitionError(f"{path}: {exc}") from exc
 
     def write_csv(self, path: str | Path) -> None:

@@ -1,28 +1,32 @@
-"""`geoloc`: locate photos, and evaluate (a predictions file, or a bundle on a benchmark)."""
+"""`geoloc`: locate photos, and evaluate (a predictions file, or a bundle on a benchmark).
+
+Heavy libraries (torch, timm, sklearn) load only once a command runs, so `--help` answers at once. Only
+GeolocError becomes a one-line message (exit 2); anything else is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import math
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
-from locator.api import METHODS, Locator, Prediction
-from locator.backbone import BackboneError
-from locator.bundle import BundleError
 from locator.datasets import IMAGE_SUFFIXES, DatasetError, read_dataset
-from locator.feature_cache import FeatureCacheError
-from locator.geo import CoordinateError
-from locator.metrics import geolocation_metrics, markdown_table, metrics_json
-from locator.predictions import align, read_predictions_csv
-from locator.store import StoreError
+from locator.errors import GeolocError, OutputError, SettingsError
+from locator.methods import STORE_METHODS, LocateSettings
+from locator.predictions import Prediction
+from locator.settings import add_arguments, from_args
+from locator.store import store_location
 
 _CSV_COLUMNS = ["image", "lat", "lon", "ok", "error", "method", "cell_token", "cell_probability", "cluster_size",
                 "radius_km", "confidence", "nearest_photo_id", "nearest_similarity", "note"]
+OUT_SUFFIXES = (".csv", ".geojson", ".json")
+MAP_SUFFIXES = (".html", ".htm")
+SHOWN_FAILURES = 5
+EXIT_ERROR, EXIT_NONE_LOCATED = 2, 1
 
 
 def _expand(paths: list[str], images_dir: str | None) -> tuple[list[str], dict[str, tuple[float, float]]]:
@@ -31,9 +35,15 @@ def _expand(paths: list[str], images_dir: str | None) -> tuple[list[str], dict[s
     for item in paths:
         path = Path(item)
         if path.is_dir():
-            out += sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            found = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not found:
+                raise DatasetError(f"{path}: the folder holds no images (looked for "
+                                   f"{', '.join(sorted(IMAGE_SUFFIXES))}, in subfolders too)")
+            out += found
         elif path.suffix.lower() == ".csv":
             records = read_dataset(path, images_dir=images_dir)
+            if not records:
+                raise DatasetError(f"{path}: the dataset lists no photos")
             out += [r.image for r in records]
             truth.update({r.image: (r.lat, r.lon) for r in records})
         else:
@@ -45,16 +55,14 @@ def _number(value: float) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.6f}"
 
 
-def write_predictions_csv(path: Path, predictions: list[Prediction]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(_CSV_COLUMNS)
-        for p in predictions:
-            top = p.neighbours[0] if p.neighbours else None
-            writer.writerow([p.image, _number(p.lat), _number(p.lon), int(p.ok), p.error, p.method, p.cell_token,
-                             _number(p.cell_probability), p.cluster_size, _number(p.radius_km), _number(p.confidence),
-                             top.photo_id if top else "", _number(top.similarity) if top else "", p.note])
+def predictions_csv(predictions: list[Prediction], handle: io.TextIOBase) -> None:
+    writer = csv.writer(handle)
+    writer.writerow(_CSV_COLUMNS)
+    for p in predictions:
+        top = p.neighbours[0] if p.neighbours else None
+        writer.writerow([p.image, _number(p.lat), _number(p.lon), int(p.ok), p.error, p.method, p.cell_token,
+                         _number(p.cell_probability), p.cluster_size, _number(p.radius_km), _number(p.confidence),
+                         top.photo_id if top else "", _number(top.similarity) if top else "", p.note])
 
 
 def _json_safe(value: object) -> object:
@@ -68,51 +76,110 @@ def _json_safe(value: object) -> object:
     return value
 
 
-def write_predictions_geojson(path: Path, predictions: list[Prediction]) -> None:
+def predictions_geojson(predictions: list[Prediction]) -> str:
     features = []
     for p in predictions:
         properties = {k: v for k, v in vars(p).items() if k not in ("lat", "lon", "neighbours")}
         properties["neighbours"] = [vars(n) for n in p.neighbours]
         geometry = None if not p.ok or math.isnan(p.lat) else {"type": "Point", "coordinates": [p.lon, p.lat]}
         features.append({"type": "Feature", "geometry": geometry, "properties": properties})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    collection = _json_safe({"type": "FeatureCollection", "features": features})
-    path.write_text(json.dumps(collection, indent=1, allow_nan=False))
+    return json.dumps(_json_safe({"type": "FeatureCollection", "features": features}), indent=1, allow_nan=False)
+
+
+def write_predictions(path: Path | None, predictions: list[Prediction]) -> None:
+    """To `path` (.csv, or .geojson / .json), or as CSV on stdout when no path is given."""
+    if path is None:
+        predictions_csv(predictions, sys.stdout)
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix.lower() == ".csv":
+            with path.open("w", newline="") as handle:
+                predictions_csv(predictions, handle)
+        else:
+            path.write_text(predictions_geojson(predictions))
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write predictions ({exc.strerror or exc})") from exc
+
+
+def _output(value: str | None, suffixes: tuple[str, ...], option: str) -> Path | None:
+    if value is None:
+        return None
+    path = Path(value)
+    if path.suffix.lower() not in suffixes:
+        raise SettingsError(f"{option} {value}: unknown file type {path.suffix or '(no suffix)'!r}; "
+                            f"use {' or '.join(suffixes)}")
+    if path.is_dir():
+        raise SettingsError(f"{option} {value}: is a folder; give a file name")
+    return path
+
+
+def report_failures(predictions: list[Prediction]) -> None:
+    failed = [p for p in predictions if not p.ok]
+    if not failed:
+        return
+    print(f"geoloc locate: {len(failed)} of {len(predictions)} photo(s) could not be located:", file=sys.stderr)
+    for p in failed[:SHOWN_FAILURES]:
+        print(f"  {p.error}", file=sys.stderr)
+    if len(failed) > SHOWN_FAILURES:
+        print(f"  … and {len(failed) - SHOWN_FAILURES} more (each reason is in the output's error column)",
+              file=sys.stderr)
+
+
+def _check_sources(args: argparse.Namespace, settings: LocateSettings) -> None:
+    """Before any work: the store or feature cache that the method needs."""
+    if settings.method in STORE_METHODS and not (args.store or store_location_or_none()):
+        raise SettingsError(f"--method {settings.method} searches the reference collection: give --store "
+                            "(edge:DIR for an embedded store, http://host:6333/collection for a Qdrant server) "
+                            "or set GEOLOC_STORE")
+    if settings.method == "raw" and not args.raw_features:
+        raise SettingsError("--method raw needs --raw-features (a feature cache of the background photos)")
+
+
+def store_location_or_none() -> str | None:
+    try:
+        return store_location(None)
+    except GeolocError:
+        return None
 
 
 def _locate(args: argparse.Namespace) -> int:
+    out, map_path = _output(args.out, OUT_SUFFIXES, "--out"), _output(args.map, MAP_SUFFIXES, "--map")
+    settings = from_args(LocateSettings, args)
+    _check_sources(args, settings)
     images, truth = _expand(args.photos, args.images)
     if not images:
         raise DatasetError("no photos given")
     if args.truth:
         truth.update({r.image: (r.lat, r.lon) for r in read_dataset(args.truth, images_dir=args.images)})
     truth.update({str(Path(k).name): v for k, v in list(truth.items())})
+    from tqdm import tqdm
+
+    from locator.api import Locator
     with Locator.load(args.bundle, store=args.store, raw_features=args.raw_features) as locator:
         predictions: list[Prediction] = []
-        for start in tqdm(range(0, len(images), args.batch_size), desc="locate", unit="batch"):
-            predictions += locator.locate(images[start:start + args.batch_size], k=args.k, method=args.method,
-                                          aggregation=args.aggregation, head=args.head, top_cells=args.top_cells,
-                                          unsure_below=args.unsure_below, batch_size=args.batch_size)
-    out = Path(args.out)
-    if out.suffix.lower() in (".geojson", ".json"):
-        write_predictions_geojson(out, predictions)
-    else:
-        write_predictions_csv(out, predictions)
-    if args.map:
+        for start in tqdm(range(0, len(images), args.batch_size), desc="locate", unit="batch", file=sys.stderr):
+            predictions += locator.locate(images[start:start + args.batch_size], settings, args.batch_size)
+    write_predictions(out, predictions)
+    if map_path:
         from locator.map_html import write_map
         matched = {p.image: truth.get(p.image) or truth.get(Path(p.image).name) for p in predictions}
-        write_map(args.map, predictions, {k: v for k, v in matched.items() if v}, title=args.title or "geoloc locate")
-    failed = sum(not p.ok for p in predictions)
-    print(f"locate: {len(predictions)} photos, {failed} unreadable, method {args.method} "
-          f"({args.aggregation}, K={args.k}) -> {out}" + (f", map {args.map}" if args.map else ""))
-    return 0
+        write_map(map_path, predictions, {k: v for k, v in matched.items() if v}, title=args.title or "geoloc locate")
+    report_failures(predictions)
+    located = sum(p.ok for p in predictions)
+    print(f"geoloc locate: {located} of {len(predictions)} photo(s) located, method {settings.method} "
+          f"({settings.aggregation}, K={settings.k}) -> {out or 'stdout'}" + (f", map {map_path}" if map_path else ""),
+          file=sys.stderr)
+    return 0 if located else EXIT_NONE_LOCATED
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     if args.bundle:
         return _evaluate_bundle(args)
     if not (args.predictions and args.truth):
-        raise DatasetError("give --predictions and --truth, or --bundle and --benchmark")
+        raise SettingsError("give --predictions and --truth, or --bundle and --benchmark")
+    from locator.metrics import geolocation_metrics, markdown_table, metrics_json
+    from locator.predictions import align, read_predictions_csv
     truth = read_dataset(args.truth, images_dir=args.images)
     predictions = read_predictions_csv(args.predictions)
     pred_lat, pred_lon, unmatched = align(predictions, truth)
@@ -123,16 +190,25 @@ def _evaluate(args: argparse.Namespace) -> int:
                                   name=Path(args.predictions).name)
     print(markdown_table([metrics]), end="")
     out = Path(args.json) if args.json else Path(args.predictions).with_suffix(".metrics.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(metrics_json([metrics]) + "\n")
+    _write_text(out, metrics_json([metrics]) + "\n")
     print(f"{metrics.images} images, {metrics.failed} without a prediction (counted as misses); JSON: {out}")
     return 0
 
 
+def _write_text(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+
+
 def _evaluate_bundle(args: argparse.Namespace) -> int:
-    from locator.evaluation import evaluate
     if not args.benchmark:
-        raise DatasetError("--bundle needs --benchmark (manifest CSV, benchmark CSV or EXIF folder)")
+        raise SettingsError("--bundle needs --benchmark (manifest CSV, benchmark CSV or EXIF folder)")
+    from locator.api import Locator
+    from locator.evaluation import evaluate
+    from locator.metrics import markdown_table, metrics_json
     records = read_dataset(args.benchmark, images_dir=args.images)
     with Locator.load(args.bundle, store=args.store, raw_features=args.raw_features) as locator:
         rows = evaluate(locator, records, batch_size=args.batch_size)
@@ -141,11 +217,9 @@ def _evaluate_bundle(args: argparse.Namespace) -> int:
               f"(misses in every row). Accuracy in % (strict <), errors in km.\n\n")
     print(header + table, end="")
     if args.markdown:
-        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.markdown).write_text((args.title + "\n\n" if args.title else "") + header + table)
+        _write_text(Path(args.markdown), (args.title + "\n\n" if args.title else "") + header + table)
     out = Path(args.json) if args.json else Path(args.markdown or "evaluation.md").with_suffix(".json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(metrics_json(rows) + "\n")
+    _write_text(out, metrics_json(rows) + "\n")
     print(f"evaluate: {len(rows)} rows over {len(records)} images -> {args.markdown or '(stdout)'}, {out}")
     return 0
 
@@ -154,16 +228,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="geoloc", description="Estimate where photos were taken, and evaluate.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    locate = commands.add_parser("locate", help="predict where photos were taken, with the evidence")
-    locate.add_argument("photos", nargs="+", help="photo files, folders, or dataset CSVs (their truth goes on the map)")
-    locate.add_argument("--bundle", required=True, type=Path)
-    locate.add_argument("--store", default=None, help="edge:/path or http://host:6333[/collection] (default $GEOLOC_STORE)")
-    locate.add_argument("--out", default="predictions.csv", help="predictions .csv or .geojson")
-    locate.add_argument("--map", default=None, help="also write a self-contained HTML map")
+    locate = commands.add_parser(
+        "locate", help="predict where photos were taken, with the evidence",
+        description="Predict where photos were taken. Results go to --out, or as CSV to stdout; messages and the "
+                    "progress bar go to stderr. Exit status: 0 when at least one photo was located, 1 when none "
+                    "could be, 2 for an error in the input or options.")
+    locate.add_argument("photos", nargs="+", help="photo files, folders (searched recursively), or dataset CSVs "
+                                                  "(their ground truth goes on the map)")
+    locate.add_argument("--bundle", required=True, type=Path, help="model bundle folder (from geoloc-train)")
+    locate.add_argument("--store", default=None, help="reference collection: edge:DIR or http://host:6333/collection "
+                                                      "(default: $GEOLOC_STORE)")
+    locate.add_argument("--out", default=None, help="write predictions to this .csv or .geojson file, replacing it "
+                                                    "(default: CSV on stdout)")
+    locate.add_argument("--map", default=None, help="also write a self-contained HTML map (.html)")
     locate.add_argument("--truth", default=None, help="ground truth (any dataset format) to show on the map")
-    locate.add_argument("--images", default=None, help="folder that benchmark IMG_IDs in --truth are relative to")
-    locate.add_argument("--title", default=None)
-    _add_method_arguments(locate)
+    locate.add_argument("--images", default=None, help="folder that benchmark IMG_IDs are relative to")
+    locate.add_argument("--title", default=None, help="title of the map page (default: geoloc locate)")
+    add_arguments(locate, LocateSettings)
+    locate.add_argument("--raw-features", default=None, help="feature cache of the background photos (--method raw)")
+    locate.add_argument("--batch-size", type=int, default=16, help="photos read and embedded together (default: 16)")
     locate.set_defaults(run=_locate)
 
     evaluate = commands.add_parser("evaluate", help="Acc@km tables: of a predictions CSV, or of a bundle on a benchmark")
@@ -172,36 +255,23 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--bundle", type=Path, help="evaluate this bundle on --benchmark (all the paper's rows)")
     evaluate.add_argument("--benchmark", help="benchmark images with ground truth, any dataset format")
     evaluate.add_argument("--images", help="folder that benchmark IMG_IDs are relative to")
-    evaluate.add_argument("--store", default=None)
+    evaluate.add_argument("--store", default=None, help="reference collection (default: $GEOLOC_STORE)")
     evaluate.add_argument("--raw-features", default=None, help="feature cache of the background photos (raw ablation)")
-    evaluate.add_argument("--batch-size", type=int, default=16)
+    evaluate.add_argument("--batch-size", type=int, default=16, help="photos embedded together (default: 16)")
     evaluate.add_argument("--markdown", help="write the table here too")
     evaluate.add_argument("--title", default="", help="heading for the markdown file")
-    evaluate.add_argument("--json", help="where to write the metrics JSON")
+    evaluate.add_argument("--json", help="where to write the metrics JSON (default: beside --markdown or --predictions)")
     evaluate.set_defaults(run=_evaluate)
     return parser
-
-
-def _add_method_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--method", choices=METHODS, default="swc")
-    parser.add_argument("--aggregation", choices=["dbscan", "average", "kde", "nn"], default="dbscan")
-    parser.add_argument("--k", type=int, default=10, help="neighbours to retrieve (default 10)")
-    parser.add_argument("--head", choices=["ce", "hc", "mvmf"], default=None, help="default: the bundle's")
-    parser.add_argument("--top-cells", type=int, default=1, help="search the n most probable cells together")
-    parser.add_argument("--unsure-below", type=float, default=None,
-                        help="with --top-cells: widen only when the best cell's probability is below this or it is sparse")
-    parser.add_argument("--raw-features", default=None, help="feature cache of the background photos (--method raw)")
-    parser.add_argument("--batch-size", type=int, default=16)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (DatasetError, CoordinateError, BundleError, BackboneError, StoreError, FeatureCacheError, ValueError,
-            OSError) as exc:
+    except GeolocError as exc:
         print(f"geoloc {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

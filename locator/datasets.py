@@ -15,13 +15,14 @@ from pathlib import Path
 import msgpack
 from PIL import Image, UnidentifiedImageError
 
+from locator.errors import DataError, SettingsError
 from locator.geo import CoordinateError, validate_latlon
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic"}
 _GPS_IFD = 0x8825
 
 
-class DatasetError(ValueError):
+class DatasetError(DataError):
     """A dataset file that cannot be read; the message names the file (and row)."""
 
 
@@ -248,7 +249,7 @@ def owner_split(records: list[Record], val_fraction: float = 0.2, seed: int = 0)
     Owners are shuffled with `seed` and moved to validation until it holds at least `val_fraction` of the photos.
     """
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        raise SettingsError(f"val_fraction must be in [0, 1), got {val_fraction}")
     sizes: dict[str, int] = {}
     for record in records:
         sizes[record.group] = sizes.get(record.group, 0) + 1

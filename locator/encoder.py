@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,7 +16,10 @@ from PIL import Image
 from locator.backbone import default_device, extract_features
 from locator.bundle import Bundle
 from locator.heads import HeadPrediction
+from locator.images import ImageLoadError, load_image, to_model_image
 from locator.rrm import embed
+
+ImageInput = str | Path | Image.Image | np.ndarray
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,43 @@ class Encoded:
     embeddings: np.ndarray
     prediction: HeadPrediction | None = None
     probabilities: np.ndarray | None = None
+
+
+@dataclass
+class EncodedPhotos:
+    """Photos after the backbone: names, read errors ("" when fine), features and stored-space embeddings."""
+
+    names: list[str]
+    errors: list[str]
+    features: np.ndarray
+    embeddings: np.ndarray
+
+    @property
+    def ok(self) -> np.ndarray:
+        return np.array([not e for e in self.errors], dtype=bool)
+
+    @classmethod
+    def concat(cls, parts: Sequence[EncodedPhotos]) -> EncodedPhotos:
+        return cls(names=[n for p in parts for n in p.names], errors=[e for p in parts for e in p.errors],
+                   features=np.concatenate([p.features for p in parts]),
+                   embeddings=np.concatenate([p.embeddings for p in parts]))
+
+
+def photo_name(item: ImageInput, index: int) -> str:
+    return str(item) if isinstance(item, (str, Path)) else f"<image {index}>"
+
+
+def read_photo(item: ImageInput) -> Image.Image:
+    """A path, PIL image or uint8 array as an upright, metadata-free RGB image; ImageLoadError otherwise."""
+    if isinstance(item, (str, Path)):
+        return load_image(item)
+    if isinstance(item, Image.Image):
+        return to_model_image(item)
+    if isinstance(item, np.ndarray):
+        if item.dtype != np.uint8 or item.ndim not in (2, 3):
+            raise ImageLoadError(f"<array {item.shape} {item.dtype}>: need a uint8 H×W or H×W×C array")
+        return to_model_image(Image.fromarray(item))
+    raise ImageLoadError(f"<{type(item).__name__}>: not a path, PIL image or numpy array")
 
 
 class PhotoEncoder:
@@ -60,3 +101,21 @@ class PhotoEncoder:
             return Encoded(features, embeddings)
         prediction, probabilities = self.classify(features, head_kind)
         return Encoded(features, embeddings, prediction, probabilities)
+
+    def encode_photos(self, images: Sequence[ImageInput]) -> EncodedPhotos:
+        """Read and embed photos; one that cannot be read gets its reason in `errors` and zero vectors."""
+        names, errors, tensors = [], [], []
+        for index, item in enumerate(images):
+            names.append(photo_name(item, index))
+            try:
+                tensors.append(self.preprocess(read_photo(item)))
+                errors.append("")
+            except ImageLoadError as exc:
+                errors.append(str(exc))
+        features = np.zeros((len(names), self.bundle.backbone.feature_dim), dtype=np.float32)
+        embeddings = np.zeros((len(names), self.bundle.embedding_dim), dtype=np.float32)
+        ok = np.array([not e for e in errors], dtype=bool)
+        if tensors:
+            features[ok] = self.features(tensors)
+            embeddings[ok] = self.embed_features(features[ok])
+        return EncodedPhotos(names, errors, features, embeddings)

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from locator.api import EncodedPhotos, Locator, Prediction
 from locator.datasets import Record
+from locator.errors import DataError
 from locator.metrics import GeoMetrics, geolocation_metrics
 
 K_VALUES = (1, 5, 10, 15, 20)
@@ -54,16 +55,14 @@ def encode_all(locator: Locator, records: list[Record], batch_size: int = 16, pr
     parts = []
     for start in tqdm(range(0, len(records), batch_size), desc="evaluate: embed", unit="batch", disable=not progress):
         parts.append(locator.encode([r.image for r in records[start:start + batch_size]]))
-    return EncodedPhotos(names=[n for p in parts for n in p.names], errors=[e for p in parts for e in p.errors],
-                         features=np.concatenate([p.features for p in parts]),
-                         embeddings=np.concatenate([p.embeddings for p in parts]))
+    return EncodedPhotos.concat(parts)
 
 
 def evaluate(locator: Locator, records: list[Record], batch_size: int = 16, progress: bool = True,
              on_predictions: Callable[[Variant, list[Prediction]], None] | None = None) -> list[GeoMetrics]:
     """One metrics row per variant (see module docstring)."""
     if not records:
-        raise ValueError("the benchmark has no images")
+        raise DataError("the benchmark has no images")
     encoded = encode_all(locator, records, batch_size, progress)
     true_lat, true_lon = np.array([r.lat for r in records]), np.array([r.lon for r in records])
     rows = []

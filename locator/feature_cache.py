@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from locator.datasets import Record
+from locator.errors import DataError
 
 PENDING, DONE, FAILED = 0, 1, 2
 
 
-class FeatureCacheError(ValueError):
+class FeatureCacheError(DataError):
     """A cache directory that does not match what was asked of it."""
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from locator.errors import DataError
+
 EARTH_RADIUS_KM = 6371.0
 
 
-class CoordinateError(ValueError):
+class CoordinateError(DataError):
     """A latitude/longitude that is not finite or out of range."""
 
 

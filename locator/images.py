@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from locator.errors import ImageError
+
 ImageSource = str | Path | bytes
 
 
-class ImageLoadError(ValueError):
+class ImageLoadError(ImageError):
     """A photo that cannot be decoded; the message names it."""
 
 

@@ -12,7 +12,7 @@ import json
 import math
 from pathlib import Path
 
-from locator.api import Prediction
+from locator.predictions import Prediction
 
 _TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>__TITLE__</title>

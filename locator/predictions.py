@@ -1,15 +1,53 @@
-"""Prediction files (`image,lat,lon`) and their matching to ground-truth records."""
+"""Predictions: the `Prediction` a locate method returns, and prediction files (`image,lat,lon`) matched to
+ground-truth records."""
 
 from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from locator.datasets import DatasetError, Record
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """A reference photo used as evidence."""
+
+    photo_id: str
+    source: str
+    image: str
+    lat: float
+    lon: float
+    similarity: float
+    distance_km: float
+
+
+@dataclass
+class Prediction:
+    """Where a photo was taken, and why. Check `ok` first: a photo that could not be read has `ok=False`, the
+    reason in `error`, and NaN coordinates.
+
+    `radius_km` and `confidence` are what the method's estimator reports (see locator.estimator).
+    """
+
+    image: str
+    lat: float = math.nan
+    lon: float = math.nan
+    ok: bool = True
+    error: str = ""
+    method: str = ""
+    cell_token: str = ""
+    cell_probability: float = math.nan
+    cells_searched: list[str] = field(default_factory=list)
+    neighbours: list[Neighbour] = field(default_factory=list)
+    cluster_size: int = 0
+    radius_km: float = math.nan
+    confidence: float = math.nan
+    note: str = ""
 
 
 @dataclass(frozen=True)

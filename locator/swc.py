@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from locator.errors import SettingsError
 from locator.store import Hits, VectorStore
 
 
 def choose_cells(probabilities: np.ndarray, top_cells: int = 1, unsure_below: float | None = None) -> list[list[int]]:
     """Per photo, the cell classes to search: the best one, or the `top_cells` most probable."""
     if top_cells < 1:
-        raise ValueError(f"top_cells must be at least 1, got {top_cells}")
+        raise SettingsError(f"top_cells must be at least 1, got {top_cells}")
     ranked = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_cells]
     best_p = probabilities[np.arange(len(probabilities)), ranked[:, 0]]
     widen = np.ones(len(probabilities), bool) if unsure_below is None else best_p < unsure_below

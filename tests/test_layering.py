@@ -27,3 +27,14 @@ def test_imports_point_one_way(package):
     for path in files:
         wrong = _imported_packages(path) & FORBIDDEN[package]
         assert not wrong, f"{path.relative_to(ROOT)} imports {wrong}"
+
+
+def test_help_loads_no_heavy_library():
+    """`--help` must answer at once: building the CLIs' parsers imports neither torch, timm, sklearn nor Ray."""
+    import subprocess
+    import sys
+    code = ("import sys, locator.cli, training.cli, ingest.cli\n"
+            "for cli in (locator.cli, training.cli, ingest.cli): cli.build_parser().format_help()\n"
+            "print(sorted(m for m in ('torch', 'timm', 'sklearn', 'ray') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert result.stdout.strip() == "[]"

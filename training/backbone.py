@@ -7,8 +7,6 @@ on a CPU, `max_steps` makes a smoke run.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -20,24 +18,7 @@ from locator.cells import Partition
 from locator.datasets import Record
 from locator.heads.ce import CrossEntropyHead
 from locator.images import ImageLoadError, load_image
-
-
-@dataclass(frozen=True)
-class BackboneSettings:
-    epochs: int = 15
-    batch_size: int = 64
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    lr_step_epochs: int = 5
-    lr_gamma: float = 0.5
-    image_size: int = 300
-    max_steps: int | None = None
-    workers: int = 2
-    seed: int = 0
-
-    def to_json(self) -> dict:
-        return asdict(self)
+from training.settings import BackboneSettings
 
 
 class _CellPhotos(Dataset):

@@ -2,7 +2,7 @@
 
 A bundle directory is the working state: `bundle` starts it (backbone + partitions), `features` embeds a dataset
 with its backbone, `head` / `rrm` train on those features and write into it, `backbone` fine-tunes it,
-`placeable` lists the background collection.
+`placeable` lists the background collection. torch and timm load only once a command runs, so `--help` is quick.
 """
 
 from __future__ import annotations
@@ -12,19 +12,24 @@ import csv
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from locator.backbone import BackboneError, create_backbone
-from locator.bundle import BACKBONE, Bundle, BundleError
-from locator.cells import Partition, PartitionError
 from locator.datasets import DatasetError, Record, owner_split, read_dataset
+from locator.errors import GeolocError
+from locator.feature_cache import FeatureCache, FeatureCacheError
+from locator.heads import HEADS
+from locator.settings import add_arguments, from_args
+from training import run_folder
 from training.coordinates import read_coordinates_csv, synthetic_coordinates, write_coordinates_csv
-from training.features import FeatureCache, FeatureCacheError, build_feature_cache
-from training.heads import HeadSettings, photo_classes, train_head
 from training.partition import PartitionSettings, adaptive_partition
-from training.placeable import placeable_mask
-from training.rrm import RRMSettings, train_rrm
+from training.settings import BackboneSettings, HeadSettings, RRMSettings
+
+if TYPE_CHECKING:
+    from locator.bundle import Bundle
+
+MIN_DEMO_PHOTOS = 20
 
 
 def _write_log(bundle: Bundle, name: str, losses: list[float]) -> Path:
@@ -36,7 +41,14 @@ def _write_log(bundle: Bundle, name: str, losses: list[float]) -> Path:
 
 def backbone_id(bundle: Bundle) -> str:
     """Identifies the bundle's backbone weights and preprocessing (what a feature cache depends on)."""
-    return f"{bundle.config['files'][BACKBONE][:16]}-{bundle.backbone.preprocessing.size}-{bundle.backbone.preprocessing.square}"
+    from locator.bundle import BACKBONE
+    preprocessing = bundle.backbone.preprocessing
+    return f"{bundle.config['files'][BACKBONE][:16]}-{preprocessing.size}-{preprocessing.square}"
+
+
+def _load_bundle(path: Path) -> Bundle:
+    from locator.bundle import Bundle
+    return Bundle.load(path)
 
 
 def _records(args: argparse.Namespace) -> list[Record]:
@@ -59,8 +71,7 @@ def _cache_for(bundle: Bundle, path: Path) -> FeatureCache:
 
 def _partition(args: argparse.Namespace) -> int:
     lat, lon = read_coordinates_csv(args.coords)
-    settings = PartitionSettings(tau_max=args.tau_max, tau_min=args.tau_min, max_cells=args.max_cells,
-                                 max_level=args.max_level)
+    settings = from_args(PartitionSettings, args)
     start = time.perf_counter()
     result = adaptive_partition(lat, lon, settings)
     elapsed = time.perf_counter() - start
@@ -77,6 +88,9 @@ def _sample_coords(args: argparse.Namespace) -> int:
 
 
 def _bundle(args: argparse.Namespace) -> int:
+    from locator.backbone import create_backbone
+    from locator.bundle import Bundle
+    from locator.cells import Partition
     weights = None if args.weights == "none" else args.weights
     backbone = create_backbone(args.arch, weights=weights, size=args.size, square=args.square)
     partitions = [Partition.read_csv(p) for p in args.partitions]
@@ -87,7 +101,8 @@ def _bundle(args: argparse.Namespace) -> int:
 
 
 def _features(args: argparse.Namespace) -> int:
-    bundle = Bundle.load(args.bundle)
+    from training.features import build_feature_cache
+    bundle = _load_bundle(args.bundle)
     records = _records(args)
     start = time.perf_counter()
     cache = build_feature_cache(records, bundle.backbone, args.out, backbone_id(bundle), dtype=args.dtype,
@@ -107,13 +122,16 @@ def _cached_arrays(cache: FeatureCache) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def _head(args: argparse.Namespace) -> int:
-    bundle = Bundle.load(args.bundle)
+    import torch
+
+    from training.heads import photo_classes, train_head
+    bundle = _load_bundle(args.bundle)
     features, lat, lon = _cached_arrays(_cache_for(bundle, args.features))
-    settings = HeadSettings(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    settings = from_args(HeadSettings, args)
     init = bundle.heads.get("ce") if args.kind == "mvmf" and not args.no_init else None
     head, losses = train_head(args.kind, features, lat, lon, bundle.partitions, settings, init_from=init)
     placed = photo_classes(bundle.partitions, lat, lon)[:, -1]
-    accuracy = float((head.predict(_tensor(features)).cell == placed).mean())
+    accuracy = float((head.predict(torch.from_numpy(features)).cell == placed).mean())
     bundle.set_head(head, make_default=args.default,
                     training={**settings.to_json(), "photos": len(features), "final_loss": losses[-1],
                               "init_from_ce": init is not None})
@@ -123,28 +141,23 @@ def _head(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tensor(array: np.ndarray):
-    import torch
-    return torch.from_numpy(np.asarray(array, dtype=np.float32))
-
-
 def _rrm(args: argparse.Namespace) -> int:
-    bundle = Bundle.load(args.bundle)
+    from training.rrm import train_rrm
+    bundle = _load_bundle(args.bundle)
     features, lat, lon = _cached_arrays(_cache_for(bundle, args.features))
     cells = bundle.partitions[-1].lookup(lat, lon)
-    settings = RRMSettings(hidden_dim=args.hidden_dim, residual=not args.no_residual, loss=args.loss,
-                           batch_pairs=args.batch_pairs, epochs=args.epochs, lr=args.lr,
-                           memory_size=args.memory_size, seed=args.seed)
+    settings = from_args(RRMSettings, args)
     rrm, losses = train_rrm(features, cells, settings)
     bundle.set_rrm(rrm, training={**settings.to_json(), "photos": len(features)})
     log = _write_log(bundle, "rrm", losses)
-    print(f"rrm ({args.loss}): {len(features):,} photos in {len(set(cells[cells >= 0].tolist()))} cells, loss "
+    print(f"rrm ({settings.loss}): {len(features):,} photos in {len(set(cells[cells >= 0].tolist()))} cells, loss "
           f"{losses[0]:.3f} -> {losses[-1]:.3f} -> {args.bundle} (log {log})")
     return 0
 
 
 def _placeable(args: argparse.Namespace) -> int:
-    bundle = Bundle.load(args.bundle)
+    from training.placeable import placeable_mask
+    bundle = _load_bundle(args.bundle)
     cache = _cache_for(bundle, args.features)
     rows = np.flatnonzero(cache.done)
     features, lat, lon = _cached_arrays(cache)
@@ -159,11 +172,10 @@ def _placeable(args: argparse.Namespace) -> int:
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from training.backbone import BackboneSettings, finetune_backbone
-    bundle = Bundle.load(args.bundle)
+    from training.backbone import finetune_backbone
+    bundle = _load_bundle(args.bundle)
     records = _records(args)
-    settings = BackboneSettings(epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size,
-                                max_steps=args.max_steps, workers=args.workers, lr=args.lr, seed=args.seed)
+    settings = from_args(BackboneSettings, args)
     head, losses = finetune_backbone(bundle.backbone, records, bundle.partitions[-1], settings, device=args.device)
     bundle.set_backbone(bundle.backbone, weights_source=f"fine-tuned from {bundle.config['backbone']['weights_source']}")
     if len(bundle.partitions) == 1:
@@ -223,114 +235,134 @@ def _demo_world(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_start(args: argparse.Namespace) -> int:
+    if args.data:
+        records = read_dataset(args.data, images_dir=args.images)
+        if len(records) < MIN_DEMO_PHOTOS or len({r.group for r in records}) < 2:
+            raise DatasetError(f"{args.data}: {len(records)} photo(s) of {len({r.group for r in records})} owner(s); "
+                               f"the demo needs at least {MIN_DEMO_PHOTOS} photos of at least 2 owners")
+        print(f"run-start: {args.data}: {len(records):,} photos")
+    stage = run_folder.start(args.out)
+    print(f"run-start: building in {stage}; {args.out} stays as it is until the new run is complete")
+    return 0
+
+
+def _run_publish(args: argparse.Namespace) -> int:
+    run_folder.publish(run_folder.stage_of(args.out), args.out, args.description)
+    print(f"run-publish: the new run is in {args.out}")
+    return 0
+
+
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="manifest CSV, benchmark CSV or folder of EXIF-GPS photos")
     parser.add_argument("--images", help="folder that benchmark IMG_IDs are relative to")
     parser.add_argument("--split", choices=["all", "train", "val"], default="all",
-                        help="owner-grouped split to use (default all)")
-    parser.add_argument("--val-fraction", type=float, default=0.2)
-    parser.add_argument("--seed", type=int, default=0)
+                        help="owner-grouped split to use (default: all)")
+    parser.add_argument("--val-fraction", type=float, default=0.2, help="held-out share of photos (default: 0.2)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the owner split (default: 0)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="geoloc-train", description="Train the geolocation models.")
-    commands = parser.add_subparsers(dest="command", required=True)
+def _add_cache_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bundle", required=True, type=Path, help="model bundle folder; the result is written into it")
+    parser.add_argument("--features", required=True, type=Path, help="feature cache from `geoloc-train features`")
 
+
+def _commands(commands: argparse._SubParsersAction) -> None:
     part = commands.add_parser("partition", help="adaptive S2 partition of photo coordinates (GeoEstimation CSV)")
     part.add_argument("--coords", required=True, help="CSV with LAT,LON or lat,lon columns (degrees)")
-    part.add_argument("--tau-max", type=int, required=True, help="split cells holding more photos than this")
-    part.add_argument("--tau-min", type=int, default=1, help="drop cells holding fewer photos than this")
-    part.add_argument("--max-cells", type=int, default=None, help="stop splitting at this many cells")
-    part.add_argument("--max-level", type=int, default=30, help="never split cells at this S2 level")
+    add_arguments(part, PartitionSettings)
     part.add_argument("--out", required=True, type=Path, help="output partition CSV")
     part.set_defaults(run=_partition)
 
     sample = commands.add_parser("sample-coords", help="write a synthetic clustered coordinate sample")
-    sample.add_argument("--n", type=int, default=100_000)
-    sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--out", required=True, type=Path)
+    sample.add_argument("--n", type=int, default=100_000, help="number of coordinates (default: 100000)")
+    sample.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    sample.add_argument("--out", required=True, type=Path, help="output CSV (lat,lon)")
     sample.set_defaults(run=_sample_coords)
 
     bundle = commands.add_parser("bundle", help="start a model bundle from a backbone and partitions")
-    bundle.add_argument("--out", required=True, type=Path)
-    bundle.add_argument("--arch", default="tf_efficientnet_lite0", help="timm architecture")
-    bundle.add_argument("--weights", default="imagenet", help="imagenet (Lite offline weights), a checkpoint path, or none")
+    bundle.add_argument("--out", required=True, type=Path, help="bundle folder to create")
+    bundle.add_argument("--arch", default="tf_efficientnet_lite0", help="timm architecture (default: tf_efficientnet_lite0)")
+    bundle.add_argument("--weights", default="imagenet",
+                        help="imagenet (offline Lite weights), a checkpoint path, or none (default: imagenet)")
     bundle.add_argument("--partitions", nargs="+", required=True, help="partition CSVs, coarse to fine")
-    bundle.add_argument("--size", type=int, default=300, help="longest side (or square side) at inference")
+    bundle.add_argument("--size", type=int, default=300, help="longest side (or square side) at inference (default: 300)")
     bundle.add_argument("--square", action="store_true", help="resize to size×size instead of keeping the aspect")
     bundle.set_defaults(run=_bundle)
 
     features = commands.add_parser("features", help="embed a dataset with the bundle's backbone (resumable)")
-    features.add_argument("--bundle", required=True, type=Path)
+    features.add_argument("--bundle", required=True, type=Path, help="model bundle folder")
     _add_data_arguments(features)
     features.add_argument("--out", required=True, type=Path, help="feature cache folder")
-    features.add_argument("--dtype", choices=["float16", "float32"], default="float16")
+    features.add_argument("--dtype", choices=["float16", "float32"], default="float16", help="(default: float16)")
     features.add_argument("--batch-size", type=int, default=None, help="default: 32 on a GPU, 4 on a CPU")
     features.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
     features.set_defaults(run=_features)
 
-    head = commands.add_parser("head", help="train a classification head on cached features")
-    head.add_argument("--bundle", required=True, type=Path)
-    head.add_argument("--features", required=True, type=Path)
-    head.add_argument("--kind", choices=["ce", "hc", "mvmf"], required=True)
-    head.add_argument("--epochs", type=int, default=HeadSettings.epochs)
-    head.add_argument("--batch-size", type=int, default=HeadSettings.batch_size)
-    head.add_argument("--lr", type=float, default=HeadSettings.lr)
-    head.add_argument("--seed", type=int, default=0)
+    head = commands.add_parser("head", help="train a classification head on cached features",
+                               description="Train a classification head over the bundle's cells on cached backbone "
+                                           "features and store it in the bundle.")
+    _add_cache_arguments(head)
+    head.add_argument("--kind", choices=HEADS.names(), required=True,
+                      help="ce: PlaNet cross-entropy over the finest cells; hc: one classifier per partition, "
+                           "probabilities multiplied; mvmf: mixture of von Mises-Fisher (starts from the ce head)")
+    add_arguments(head, HeadSettings)
     head.add_argument("--default", action="store_true", help="make this the bundle's default head")
     head.add_argument("--no-init", action="store_true", help="mvmf: do not start from the bundle's ce head")
     head.set_defaults(run=_head)
 
     rrm = commands.add_parser("rrm", help="train the Residual Retrieval Module on cached features")
-    rrm.add_argument("--bundle", required=True, type=Path)
-    rrm.add_argument("--features", required=True, type=Path)
-    rrm.add_argument("--loss", choices=["infonce", "triplet"], default="infonce")
-    rrm.add_argument("--no-residual", action="store_true", help="ablation: drop the residual connection")
-    rrm.add_argument("--hidden-dim", type=int, default=RRMSettings.hidden_dim)
-    rrm.add_argument("--epochs", type=int, default=RRMSettings.epochs)
-    rrm.add_argument("--batch-pairs", type=int, default=RRMSettings.batch_pairs)
-    rrm.add_argument("--memory-size", type=int, default=RRMSettings.memory_size)
-    rrm.add_argument("--lr", type=float, default=RRMSettings.lr)
-    rrm.add_argument("--seed", type=int, default=0)
+    _add_cache_arguments(rrm)
+    add_arguments(rrm, RRMSettings)
     rrm.set_defaults(run=_rrm)
 
     placeable = commands.add_parser("placeable", help="list training photos the classifier puts in their true cell")
-    placeable.add_argument("--bundle", required=True, type=Path)
-    placeable.add_argument("--features", required=True, type=Path)
-    placeable.add_argument("--head", choices=["ce", "hc", "mvmf"], default=None, help="default: the bundle's")
-    placeable.add_argument("--out", required=True, type=Path)
+    _add_cache_arguments(placeable)
+    placeable.add_argument("--head", choices=HEADS.names(), default=None, help="default: the bundle's")
+    placeable.add_argument("--out", required=True, type=Path, help="manifest CSV of the placeable photos")
     placeable.set_defaults(run=_placeable)
 
     split = commands.add_parser("split", help="owner-grouped train / held-out split of a dataset into two manifests")
     _add_data_arguments(split)
-    split.add_argument("--out", required=True, type=Path)
+    split.add_argument("--out", required=True, type=Path, help="folder for train.csv and val.csv")
     split.set_defaults(run=_split)
 
     hierarchy = commands.add_parser("hierarchy", help="coarse / middle / fine partitions scaled to a dataset's size")
-    hierarchy.add_argument("--data", required=True)
-    hierarchy.add_argument("--images", default=None)
+    hierarchy.add_argument("--data", required=True, help="manifest CSV, benchmark CSV or folder of EXIF-GPS photos")
+    hierarchy.add_argument("--images", default=None, help="folder that benchmark IMG_IDs are relative to")
     hierarchy.add_argument("--fine-tau-max", type=int, default=None, help="default: ~2 %% of the photos, at least 10")
     hierarchy.add_argument("--out", required=True, type=Path, help="folder for coarse.csv, middle.csv, fine.csv")
     hierarchy.set_defaults(run=_hierarchy)
 
     world = commands.add_parser("demo-world", help="render a SYNTHETIC world whose photos' look depends on location")
-    world.add_argument("--out", required=True, type=Path)
-    world.add_argument("--places", type=int, default=24)
-    world.add_argument("--photos-per-place", type=int, default=25)
-    world.add_argument("--seed", type=int, default=0)
+    world.add_argument("--out", required=True, type=Path, help="folder for images/ and manifest.csv")
+    world.add_argument("--places", type=int, default=24, help="(default: 24)")
+    world.add_argument("--photos-per-place", type=int, default=25, help="(default: 25)")
+    world.add_argument("--seed", type=int, default=0, help="(default: 0)")
     world.set_defaults(run=_demo_world)
 
+    start = commands.add_parser("run-start", help="check a run's inputs and output folder, then stage a new run")
+    start.add_argument("--out", required=True, type=Path, help="the run folder (kept until the new run is complete)")
+    start.add_argument("--data", default=None, help="the dataset to check (default: none)")
+    start.add_argument("--images", default=None, help="folder that benchmark IMG_IDs are relative to")
+    start.set_defaults(run=_run_start)
+
+    publish = commands.add_parser("run-publish", help="swap a complete staged run into its run folder")
+    publish.add_argument("--out", required=True, type=Path, help="the run folder")
+    publish.add_argument("--description", default="", help="recorded in the run's marker file")
+    publish.set_defaults(run=_run_publish)
+
     finetune = commands.add_parser("backbone", help="fine-tune the bundle's backbone with cross-entropy over cells")
-    finetune.add_argument("--bundle", required=True, type=Path)
+    finetune.add_argument("--bundle", required=True, type=Path, help="model bundle folder")
     _add_data_arguments(finetune)
-    finetune.add_argument("--epochs", type=int, default=15)
-    finetune.add_argument("--batch-size", type=int, default=64)
-    finetune.add_argument("--lr", type=float, default=0.01)
-    finetune.add_argument("--image-size", type=int, default=300)
-    finetune.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (CPU smoke runs)")
-    finetune.add_argument("--workers", type=int, default=2)
-    finetune.add_argument("--device", default=None)
+    add_arguments(finetune, BackboneSettings, skip=("seed",))
+    finetune.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
     finetune.set_defaults(run=_finetune)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="geoloc-train", description="Train the geolocation models.")
+    _commands(parser.add_subparsers(dest="command", required=True))
     return parser
 
 
@@ -338,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (DatasetError, PartitionError, BundleError, BackboneError, FeatureCacheError, ValueError, OSError) as exc:
+    except GeolocError as exc:
         print(f"geoloc-train {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

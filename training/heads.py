@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -12,18 +10,7 @@ from locator.cells import Partition
 from locator.heads import Head, create_head
 from locator.heads.ce import CrossEntropyHead
 from training.schedule import adamw_cosine
-
-
-@dataclass(frozen=True)
-class HeadSettings:
-    epochs: int = 40
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    seed: int = 0
-
-    def to_json(self) -> dict:
-        return asdict(self)
+from training.settings import HeadSettings
 
 
 def photo_classes(partitions: list[Partition], lat: np.ndarray, lon: np.ndarray) -> np.ndarray:

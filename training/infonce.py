@@ -41,3 +41,8 @@ class InfoNCEWithMemory(nn.Module):
         loss = info_nce(embeddings, labels, partner, keys, key_labels, self.temperature)
         self.bank.enqueue(embeddings, labels)
         return loss
+
+
+def from_settings(dim: int, settings) -> InfoNCEWithMemory:
+    """The registry's `infonce` loss for an RRM of width `dim` (see training.losses)."""
+    return InfoNCEWithMemory(dim, settings.temperature, settings.memory_size)

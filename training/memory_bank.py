@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import torch
 
+from locator.errors import SettingsError
+
 
 class MemoryBank:
     """The `size` most recent (detached) embeddings and labels, oldest first."""
 
     def __init__(self, size: int, dim: int) -> None:
         if size < 1:
-            raise ValueError(f"memory bank size must be positive, got {size}")
+            raise SettingsError(f"memory bank size must be positive, got {size}")
         self.size = size
         self.embeddings = torch.zeros(0, dim)
         self.labels = torch.zeros(0, dtype=torch.long)

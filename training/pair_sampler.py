@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from locator.errors import DataError
+
 
 class CellPairSampler:
     """Pairs of photo indices from cells holding at least two photos (cell -1 = no class is ignored)."""
@@ -16,7 +18,7 @@ class CellPairSampler:
         self._members = [order[s:s + c] for s, c in zip(starts[usable], counts[usable])]
         self._rng = np.random.default_rng(seed)
         if not self._members:
-            raise ValueError("no cell holds two photos: infoNCE pairs cannot be formed")
+            raise DataError("no cell holds two photos: infoNCE pairs cannot be formed")
 
     @property
     def num_cells(self) -> int:

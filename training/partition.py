@@ -16,6 +16,8 @@ from numpy.typing import ArrayLike
 
 from locator import s2
 from locator.cells import NO_CELL, Partition
+from locator.errors import SettingsError
+from locator.settings import REQUIRED, option
 from locator.geo import latlon_to_xyz, validate_latlon, xyz_to_latlon
 
 
@@ -23,18 +25,18 @@ from locator.geo import latlon_to_xyz, validate_latlon, xyz_to_latlon
 class PartitionSettings:
     """τmax, τmin and the optional stopping limits of the adaptive partitioning."""
 
-    tau_max: int
-    tau_min: int = 1
-    max_cells: int | None = None
-    max_level: int = s2.MAX_LEVEL
+    tau_max: int = option(REQUIRED, "split cells holding more photos than this")
+    tau_min: int = option(1, "drop cells holding fewer photos than this")
+    max_cells: int | None = option(None, "stop splitting at this many cells")
+    max_level: int = option(s2.MAX_LEVEL, "never split cells at this S2 level")
 
     def __post_init__(self) -> None:
         if self.tau_max < 1 or self.tau_min < 0:
-            raise ValueError(f"need tau_max >= 1 and tau_min >= 0, got tau_max={self.tau_max}, tau_min={self.tau_min}")
+            raise SettingsError(f"need tau_max >= 1 and tau_min >= 0, got tau_max={self.tau_max}, tau_min={self.tau_min}")
         if self.max_cells is not None and self.max_cells < 6:
-            raise ValueError(f"max_cells must be at least 6 (the face cells), got {self.max_cells}")
+            raise SettingsError(f"max_cells must be at least 6 (the face cells), got {self.max_cells}")
         if not 0 <= self.max_level <= s2.MAX_LEVEL:
-            raise ValueError(f"max_level must be in 0..30, got {self.max_level}")
+            raise SettingsError(f"max_level must be in 0..30, got {self.max_level}")
 
 
 @dataclass(frozen=True)

@@ -2,41 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from locator.rrm import ResidualRetrievalModule
-from training.infonce import InfoNCEWithMemory
 from training.pair_sampler import CellPairSampler
+from training.losses import LOSSES
 from training.schedule import adamw_cosine
-from training.triplet import semi_hard_triplet_loss
-
-LOSSES = ("infonce", "triplet")
-
-
-@dataclass(frozen=True)
-class RRMSettings:
-    hidden_dim: int = 4096
-    residual: bool = True
-    loss: str = "infonce"
-    temperature: float = 0.05
-    memory_size: int = 4096
-    margin: float = 0.01
-    batch_pairs: int = 128
-    epochs: int = 200
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
-            raise ValueError(f"unknown retrieval loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
-
-    def to_json(self) -> dict:
-        return asdict(self)
+from training.settings import RRMSettings
 
 
 def train_rrm(features: np.ndarray, cells: np.ndarray, settings: RRMSettings = RRMSettings(),
@@ -47,7 +21,7 @@ def train_rrm(features: np.ndarray, cells: np.ndarray, settings: RRMSettings = R
     labels = torch.from_numpy(np.asarray(cells, dtype=np.int64))
     sampler = CellPairSampler(np.asarray(cells), seed=settings.seed)
     rrm = ResidualRetrievalModule(x.shape[1], settings.hidden_dim, settings.residual)
-    infonce = InfoNCEWithMemory(x.shape[1], settings.temperature, settings.memory_size)
+    criterion = LOSSES.create(settings.loss, x.shape[1], settings)
     steps_per_epoch = max(1, -(-sampler.num_cells // settings.batch_pairs))
     optimiser, scheduler = adamw_cosine(rrm.parameters(), settings.lr, settings.weight_decay,
                                         settings.epochs * steps_per_epoch)
@@ -62,10 +36,7 @@ def train_rrm(features: np.ndarray, cells: np.ndarray, settings: RRMSettings = R
             rows = torch.cat([batch[:, 0], batch[:, 1]])
             partner = torch.cat([torch.arange(b, 2 * b), torch.arange(b)])
             embeddings = rrm(x[rows])
-            if settings.loss == "infonce":
-                loss = infonce(embeddings, labels[rows], partner)
-            else:
-                loss = semi_hard_triplet_loss(embeddings, labels[rows], partner, settings.margin)
+            loss = criterion(embeddings, labels[rows], partner)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()

@@ -7,6 +7,8 @@ negative is the closest one farther than the positive; when none is, the farthes
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 
@@ -24,3 +26,8 @@ def semi_hard_triplet_loss(embeddings: torch.Tensor, labels: torch.Tensor, partn
     has_negative = negative.any(dim=1)
     losses = torch.clamp(d_ap - d_an + margin, min=0.0)[has_negative]
     return losses.mean() if len(losses) else embeddings.sum() * 0.0
+
+
+def from_settings(dim: int, settings):
+    """The registry's `triplet` loss (see training.losses); `dim` is unused."""
+    return functools.partial(semi_hard_triplet_loss, margin=settings.margin)

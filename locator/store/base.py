@@ -15,13 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from locator.errors import StoreError
 from locator.geo import CoordinateError, validate_latlon
 
 NORM_TOLERANCE = 1e-3
-
-
-class StoreError(ValueError):
-    """A store that cannot be opened for this bundle, or a batch that cannot be written."""
 
 
 def cell_field(level: int) -> str:
@@ -52,12 +49,16 @@ class CollectionSpec:
 
 @dataclass(frozen=True)
 class Hits:
-    """Top-k results per query; rows with fewer than k hits are padded with id -1 and NaN."""
+    """Top-k results per query; rows with fewer than k hits are padded with id -1 and NaN.
+
+    `cells`, when the search was restricted to cells, lists the finest-partition classes searched per query.
+    """
 
     ids: np.ndarray
     scores: np.ndarray
     lat: np.ndarray
     lon: np.ndarray
+    cells: list[list[int]] | None = None
 
     @classmethod
     def from_rows(cls, rows: list[list[tuple[int, float, float, float]]], k: int) -> Hits:

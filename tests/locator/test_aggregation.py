@@ -3,6 +3,7 @@ import pytest
 from sklearn.cluster import DBSCAN
 
 from locator.aggregation import aggregate
+from locator.errors import SettingsError
 from locator.geo import haversine_km, latlon_to_xyz, xyz_to_latlon
 
 
@@ -52,7 +53,7 @@ def test_average_nn_and_kde():
 
 
 def test_unknown_aggregation_and_empty_input():
-    with pytest.raises(ValueError, match="unknown aggregation 'median'"):
+    with pytest.raises(SettingsError, match="unknown aggregation 'median'"):
         aggregate("median", [0], [0], [1])
     with pytest.raises(ValueError, match="at least one neighbour"):
         aggregate("dbscan", [], [], [])

@@ -6,6 +6,7 @@ from PIL import Image
 from sklearn.cluster import DBSCAN
 
 from locator.api import Locator
+from locator.errors import SettingsError
 from locator.geo import haversine_km, latlon_to_xyz, xyz_to_latlon
 from locator.images import load_image
 from locator.swc import choose_cells
@@ -66,7 +67,7 @@ def test_every_method_and_input_kind(world):
         assert similarities == sorted(similarities, reverse=True)
         for p in (from_path, retrieval):
             assert p.ok and p.cluster_size >= 1 and p.radius_km > 0 and 0 <= p.confidence <= 1
-        with pytest.raises(ValueError, match="method 'raw' needs a feature cache"):
+        with pytest.raises(SettingsError, match="method .raw. needs a feature cache"):
             locator.locate([first.image], method="raw")
 
 

@@ -95,7 +95,7 @@ def mp16_partitions(request):
     from tests.conftest import shared_dir
     root = shared_dir()
     if root is None:
-        pytest.skip("GEOLOC_SHARED is not set")
+        pytest.skip("no shared/ data: set GEOLOC_SHARED, or place shared/ beside the checkout")
     return [Partition.read_csv(root / "meta" / f"cells_50_{n}.csv") for n in (5000, 2000, 1000)]
 
 

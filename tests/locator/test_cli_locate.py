@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+from locator.api import Locator
 from locator.cli import main as geoloc
 from tests.locator.located_world import build
 
@@ -49,7 +50,7 @@ def test_locate_writes_csv_geojson_and_map(world, tmp_path, capsys):
     assert good["geometry"]["type"] == "Point" and good["properties"]["neighbours"]
     assert failed["geometry"] is None and failed["properties"]["ok"] is False
     assert failed["properties"]["cell_probability"] is None and "gone.jpg" in failed["properties"]["error"]
-    assert "locate: 1 photos" in capsys.readouterr().out
+    assert "geoloc locate: 1 of 2 photo(s) located" in capsys.readouterr().err
 
 
 def test_evaluate_a_bundle_gives_every_row(world, tmp_path, capsys):
@@ -69,13 +70,86 @@ def test_evaluate_a_bundle_gives_every_row(world, tmp_path, capsys):
 
 def test_locate_without_store_is_a_clear_error(world, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("GEOLOC_STORE", raising=False)
+    monkeypatch.setattr(Locator, "load", _no_work)
     assert geoloc(["locate", world["queries"][0].image, "--bundle", str(world["bundle_dir"]),
                    "--out", str(tmp_path / "p.csv")]) == 2
-    assert "needs a store" in capsys.readouterr().err
-    assert geoloc(["locate", world["queries"][0].image, "--bundle", str(tmp_path / "nothing"),
-                   "--out", str(tmp_path / "p.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "--method swc searches the reference collection: give --store" in err and "GEOLOC_STORE" in err
+    assert "store='edge" not in err and "batch" not in err
+    monkeypatch.undo()
+    assert geoloc(["locate", world["queries"][0].image, "--bundle", str(tmp_path / "nothing"), "--method",
+                   "classifier", "--out", str(tmp_path / "p.csv")]) == 2
     assert "not a model bundle" in capsys.readouterr().err
     assert geoloc(["locate", world["queries"][0].image, "--bundle", str(world["bundle_dir"]), "--store",
                    f"edge:{tmp_path / 'typo'}", "--out", str(tmp_path / "p.csv")]) == 2
     assert "holds no collection" in capsys.readouterr().err
     assert not (tmp_path / "typo").exists()
+
+
+def _no_work(*args, **kwargs):
+    raise AssertionError("the bundle was loaded before the options were checked")
+
+
+def _locate(world, *extra):
+    return geoloc(["locate", *extra, "--bundle", str(world["bundle_dir"]), "--store", world["store"]])
+
+
+def test_no_photo_located_exits_non_zero_with_the_reasons(world, tmp_path, capsys):
+    assert _locate(world, str(tmp_path / "nosuch.jpg"), "--out", str(tmp_path / "p.csv")) == 1
+    err = capsys.readouterr().err
+    assert "1 of 1 photo(s) could not be located" in err and "nosuch.jpg: cannot read file" in err
+    assert "0 of 1 photo(s) located" in err
+
+
+def test_some_failures_show_the_first_reasons_and_a_count(world, tmp_path, capsys):
+    missing = [str(tmp_path / f"gone{k}.jpg") for k in range(7)]
+    assert _locate(world, world["queries"][0].image, *missing, "--out", str(tmp_path / "p.csv")) == 0
+    err = capsys.readouterr().err
+    assert "7 of 8 photo(s) could not be located" in err
+    assert sum(f"gone{k}.jpg: cannot read file" in err for k in range(7)) == 5
+    assert "… and 2 more" in err
+
+
+def test_without_out_the_results_go_to_stdout_and_no_file_is_written(world, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert _locate(world, world["queries"][0].image, "--map", "map.html") == 0
+    captured = capsys.readouterr()
+    rows = list(csv.DictReader(captured.out.splitlines()))
+    assert len(rows) == 1 and rows[0]["ok"] == "1" and rows[0]["image"] == world["queries"][0].image
+    assert "-> stdout, map map.html" in captured.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.html"]
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--out", "x.txt", "--out x.txt: unknown file type '.txt'; use .csv or .geojson or .json"),
+    ("--out", "noext", "--out noext: unknown file type '(no suffix)'"),
+    ("--map", "m.png", "--map m.png: unknown file type '.png'"),
+])
+def test_unknown_output_suffixes_are_refused_before_any_work(world, tmp_path, capsys, monkeypatch, option, value,
+                                                              message):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(Locator, "load", _no_work)
+    assert _locate(world, world["queries"][0].image, option, value) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / value).exists()
+
+
+def test_a_folder_without_images_is_named(world, tmp_path, capsys, monkeypatch):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no photos here")
+    monkeypatch.setattr(Locator, "load", _no_work)
+    assert _locate(world, str(tmp_path / "empty"), "--out", str(tmp_path / "p.csv")) == 2
+    assert f"{tmp_path / 'empty'}: the folder holds no images" in capsys.readouterr().err
+
+
+def test_only_geoloc_errors_become_messages(world, tmp_path, monkeypatch):
+    def bug(*args, **kwargs):
+        raise ValueError("an internal bug")
+    monkeypatch.setattr(Locator, "locate", bug)
+    with pytest.raises(ValueError, match="an internal bug"):
+        _locate(world, world["queries"][0].image, "--out", str(tmp_path / "p.csv"))
+
+
+def test_bad_option_values_are_one_line_errors(world, tmp_path, capsys):
+    assert _locate(world, world["queries"][0].image, "--k", "0", "--out", str(tmp_path / "p.csv")) == 2
+    assert "k must be at least 1, got 0" in capsys.readouterr().err

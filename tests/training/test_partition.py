@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import s2sphere
 
+from locator.errors import GeolocError
 from locator.cells import NO_CELL
 from locator.geo import latlon_to_xyz, xyz_to_latlon
 from tests.locator.test_cells import brute_force_lookup
@@ -77,9 +78,9 @@ def test_deterministic_and_independent_of_input_order(small_world):
 
 
 def test_bad_settings_and_coordinates_are_rejected():
-    with pytest.raises(ValueError, match="tau_max"):
+    with pytest.raises(GeolocError, match="tau_max"):
         PartitionSettings(tau_max=0)
-    with pytest.raises(ValueError, match="partition coordinates"):
+    with pytest.raises(GeolocError, match="partition coordinates"):
         adaptive_partition([0, 95], [0, 0], PartitionSettings(tau_max=10))
 
 

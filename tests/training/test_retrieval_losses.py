@@ -3,6 +3,7 @@ import pytest
 import torch
 from pytorch_metric_learning.losses import CrossBatchMemory, NTXentLoss
 
+from locator.errors import GeolocError
 from training.infonce import InfoNCEWithMemory
 from training.pair_sampler import CellPairSampler
 from training.triplet import semi_hard_triplet_loss
@@ -79,5 +80,5 @@ def test_pair_sampler_draws_one_pair_per_cell():
     assert sampler.num_cells == 3 and pairs.shape == (3, 2)
     assert sorted(cells[pairs[:, 0]].tolist()) == [0, 1, 3]
     assert np.all(cells[pairs[:, 0]] == cells[pairs[:, 1]]) and np.all(pairs[:, 0] != pairs[:, 1])
-    with pytest.raises(ValueError, match="no cell holds two photos"):
+    with pytest.raises(GeolocError, match="no cell holds two photos"):
         CellPairSampler(np.array([0, 1, -1, -1]))

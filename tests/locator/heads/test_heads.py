@@ -6,6 +6,7 @@ import torch
 from scipy.stats import vonmises_fisher
 
 from locator.geo import latlon_to_xyz
+from locator.errors import SettingsError
 from locator.heads import HEADS, create_head
 from locator.heads.mvmf import vmf_log_density
 from tests.locator.heads.helpers import nested_partitions
@@ -81,7 +82,7 @@ def test_losses_train_every_head_on_separable_features():
     features = prototypes[cells] + 0.1 * torch.randn(len(cells), 16)
     classes = torch.stack([torch.from_numpy(p.lookup(fine.lat[cells], fine.lon[cells])) for p in partitions], 1)
     latlon = torch.tensor(np.stack([fine.lat[cells], fine.lon[cells]], 1), dtype=torch.float32)
-    for kind in HEADS:
+    for kind in HEADS.names():
         head = create_head(kind, 16, partitions)
         optimiser = torch.optim.Adam(head.parameters(), lr=0.05)
         for _ in range(150):
@@ -93,5 +94,5 @@ def test_losses_train_every_head_on_separable_features():
 
 
 def test_unknown_head_kind():
-    with pytest.raises(ValueError, match="unknown head kind 'xx'; choose one of ce, hc, mvmf"):
+    with pytest.raises(SettingsError, match="unknown head kind 'xx'; choose one of ce, hc, mvmf"):
         create_head("xx", 4, nested_partitions())

@@ -1,0 +1,24 @@
+"""Settings of an ingest run (CLI arguments; kept free of torch and Ray so that `--help` is quick)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from locator.heads import HEADS
+from locator.settings import option
+
+
+@dataclass
+class IngestSettings:
+    placeable_only: bool = option(False, "keep only photos the classifier puts in their true cell "
+                                         "(the paper's background set)")
+    placeable_head: str | None = option(None, "head for --placeable-only (default: the bundle's)", choices=HEADS)
+    batch_size: int = option(16, "photos per batch between the pipeline's stages", minimum=1)
+    flush_every: int = option(20_000, "points between flushes (a flush also truncates Qdrant Edge's WAL, which "
+                                      "keeps upserts fast)", minimum=1)
+    actors: int | None = option(None, "embedding actors (default: one per GPU, else 1)", minimum=1)
+    address: str | None = option(None, "join an existing Ray cluster (e.g. auto or ray://host:10001)")
+    object_store_mb: int = option(512, "Ray object store size for a local cluster, MB", minimum=64)
+    rejects: Path | None = option(None, "CSV of rejected photos (default: beside the store)")
+    progress: bool = option(True, "show a progress bar", cli=False)

@@ -1,0 +1,138 @@
+"""Locate methods, by name, and the settings that choose between them.
+
+- `swc`: classify, then search within the predicted cell and aggregate (the paper's §3.4);
+- `classifier`: the head alone (cell centre, or the MvMF component mean);
+- `retrieval`: global nearest neighbours in the store, no cell filter;
+- `raw`: global nearest neighbours on raw backbone features from a feature cache (the paper's ablation).
+
+Every method fills the predictions of the readable photos of a batch that the encoder has classified.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from locator.aggregation import AGGREGATIONS
+from locator.errors import SettingsError, StoreError
+from locator.estimator import cell_radius_km, estimate
+from locator.heads import HEADS
+from locator.predictions import Neighbour, Prediction
+from locator.registry import Registry
+from locator.retrieval import ExactRaw, GlobalSearch, Retriever, WithinCell
+from locator.settings import option
+
+if TYPE_CHECKING:
+    from locator.bundle import Bundle
+    from locator.exact_index import ExactIndex
+    from locator.heads.base import HeadPrediction
+    from locator.store import VectorStore
+
+METHODS = Registry("locate method")
+STORE_METHODS = {"swc", "retrieval"}  # methods that search the reference collection
+
+
+@dataclass
+class Sources:
+    """What methods may search: the bundle, the store (None when not given) and a raw-feature index."""
+
+    bundle: Bundle
+    store: VectorStore | None
+    raw_index: ExactIndex | None
+
+    def require_store(self, method: str) -> VectorStore:
+        if self.store is None:
+            raise StoreError(f"method {method!r} searches the reference collection, but no store was given "
+                             "(Locator.load(..., store='edge:/path') or GEOLOC_STORE)")
+        return self.store
+
+
+@dataclass
+class Batch:
+    """The readable photos of one call: features, embeddings, the head's prediction and their predictions."""
+
+    features: np.ndarray
+    embeddings: np.ndarray
+    head: HeadPrediction
+    probabilities: np.ndarray
+    predictions: list[Prediction]
+
+
+@dataclass(frozen=True)
+class LocateSettings:
+    method: str = option("swc", "how to locate (see the README: when each method wins)", choices=METHODS)
+    k: int = option(10, "reference photos to retrieve per photo", minimum=1, maximum=1000)
+    aggregation: str = option("dbscan", "how the K neighbours become one estimate", choices=AGGREGATIONS)
+    head: str | None = option(None, "classification head (default: the bundle's)", choices=HEADS)
+    top_cells: int = option(1, "search the N most probable cells together", minimum=1, maximum=100)
+    unsure_below: float | None = option(None, "with --top-cells: widen only when the best cell's probability is "
+                                              "below this, or when it holds fewer than K photos", minimum=0, maximum=1)
+
+
+Method = Callable[[Sources, Batch, LocateSettings, bool, dict[str, Any]], None]
+
+
+def locate_batch(sources: Sources, batch: Batch, settings: LocateSettings, evidence: bool = True,
+                 **params: float) -> None:
+    METHODS.get(settings.method)(sources, batch, settings, evidence, params)
+
+
+@METHODS.register("classifier")
+def classifier(sources: Sources, batch: Batch, settings: LocateSettings, evidence: bool, params: dict) -> None:
+    fine = sources.bundle.partitions[-1]
+    for j, p in enumerate(batch.predictions):
+        p.lat, p.lon = float(batch.head.lat[j]), float(batch.head.lon[j])
+        p.radius_km = cell_radius_km(int(fine.levels[batch.head.cell[j]]))
+        p.confidence = p.cell_probability
+
+
+@METHODS.register("swc")
+def swc(sources: Sources, batch: Batch, settings: LocateSettings, evidence: bool, params: dict) -> None:
+    retriever = WithinCell(sources.require_store("swc"), settings.top_cells, settings.unsure_below)
+    locate_by_retrieval(sources, batch, retriever, settings, evidence, params)
+
+
+@METHODS.register("retrieval")
+def retrieval(sources: Sources, batch: Batch, settings: LocateSettings, evidence: bool, params: dict) -> None:
+    locate_by_retrieval(sources, batch, GlobalSearch(sources.require_store("retrieval")), settings, evidence, params)
+
+
+@METHODS.register("raw")
+def raw(sources: Sources, batch: Batch, settings: LocateSettings, evidence: bool, params: dict) -> None:
+    if sources.raw_index is None:
+        raise SettingsError("method 'raw' needs a feature cache of the background photos "
+                            "(raw_features= or --raw-features)")
+    locate_by_retrieval(sources, batch, ExactRaw(sources.raw_index), settings, evidence, params)
+
+
+def locate_by_retrieval(sources: Sources, batch: Batch, retriever: Retriever, settings: LocateSettings,
+                        evidence: bool, params: dict) -> None:
+    """Retrieve K neighbours per photo, then estimate from them (cell centre when none is found)."""
+    fine = sources.bundle.partitions[-1]
+    hits = retriever.search(batch.features, batch.embeddings, batch.probabilities, settings.k)
+    payloads = retriever.payloads([int(i) for i in hits.ids[hits.ids >= 0]]) if evidence else {}
+    for j, p in enumerate(batch.predictions):
+        if hits.cells is not None:
+            p.cells_searched = [fine.tokens[c] for c in hits.cells[j]]
+        cell = int(batch.head.cell[j])
+        valid = hits.ids[j] >= 0
+        lat, lon, scores = hits.lat[j][valid], hits.lon[j][valid], hits.scores[j][valid]
+        result = estimate(lat, lon, scores, settings.k, settings.aggregation, float(fine.lat[cell]),
+                          float(fine.lon[cell]), int(fine.levels[cell]), p.cell_probability, **params)
+        p.lat, p.lon, p.radius_km, p.confidence = result.lat, result.lon, result.radius_km, result.confidence
+        p.cluster_size, p.note = result.cluster_size, result.note
+        if result.distances_km is not None:
+            p.neighbours = neighbours(hits.ids[j][valid], scores, lat, lon, result.distances_km, payloads)
+
+
+def neighbours(ids: np.ndarray, scores: np.ndarray, lat: np.ndarray, lon: np.ndarray, distances: np.ndarray,
+               payloads: dict[int, dict]) -> list[Neighbour]:
+    out = []
+    for pid, score, n_lat, n_lon, d in zip(ids, scores, lat, lon, distances):
+        payload = payloads.get(int(pid), {})
+        out.append(Neighbour(str(payload.get("photo_id", pid)), str(payload.get("source", "")),
+                             str(payload.get("image", "")), float(n_lat), float(n_lon), float(score), float(d)))
+    return out
