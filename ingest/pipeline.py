@@ -7,8 +7,10 @@ adds to the same collection (point ids are derived from source and photo id).
 
 from __future__ import annotations
 
+import logging
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,7 +60,8 @@ def _init_ray(settings: IngestSettings, gpus: int) -> None:
     else:
         ray.init(num_cpus=os.cpu_count(), num_gpus=gpus, object_store_memory=settings.object_store_mb * 1024 ** 2,
                  include_dashboard=False, log_to_driver=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    ray.data.DataContext.get_current().enable_progress_bars = False  # our own bar counts written photos
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # no "progress bars disabled" line
 
 
 def _dataset(rows: list[dict], bundle: Bundle, bundle_dir: Path, settings: IngestSettings, gpus: int):
@@ -72,12 +75,15 @@ def _dataset(rows: list[dict], bundle: Bundle, bundle_dir: Path, settings: Inges
     ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // settings.batch_size, 200)))
     ds = ds.map_batches(decode_batch, fn_kwargs={"preprocessing": bundle.backbone.preprocessing.to_json()},
                         batch_size=settings.batch_size, num_cpus=0.25)
-    return ds.map_batches(Embedder, fn_constructor_args=(str(bundle_dir), head if settings.placeable_only else None,
-                                                         None if gpus else max(1, cpus - 1)),
-                          batch_size=settings.batch_size, compute=ray.data.ActorPoolStrategy(size=actors),
-                          # Ray cannot restart actors whose arguments live in its object store (ray#53727) and
-                          # logs an error for each; a failed actor fails the run instead, and a rerun resumes exactly.
-                          max_restarts=0, **actor_resources)
+    with warnings.catch_warnings():
+        # max_restarts has no named parameter yet; passing it is the documented way to switch restarts off.
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        return ds.map_batches(Embedder, fn_constructor_args=(str(bundle_dir), head if settings.placeable_only else None,
+                                                             None if gpus else max(1, cpus - 1)),
+                              batch_size=settings.batch_size, compute=ray.data.ActorPoolStrategy(size=actors),
+                              # Ray cannot restart actors whose arguments live in its object store (ray#53727) and
+                              # logs an error for each; a failed actor fails the run, and a rerun resumes exactly.
+                              max_restarts=0, **actor_resources)
 
 
 def run_ingest(bundle_dir: str | Path, store_location: str | None, rows: list[dict],
