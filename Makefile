@@ -38,6 +38,7 @@ demo: install
 	$(BIN)/geoloc-train head --bundle $(STAGE)/bundle --features $(STAGE)/features/train --kind hc
 	$(BIN)/geoloc-train head --bundle $(STAGE)/bundle --features $(STAGE)/features/train --kind mvmf
 	$(BIN)/geoloc-train rrm --bundle $(STAGE)/bundle --features $(STAGE)/features/train
+	$(BIN)/geoloc-train fusion --bundle $(STAGE)/bundle --features $(STAGE)/features/train
 	$(BIN)/geoloc-train placeable --bundle $(STAGE)/bundle --features $(STAGE)/features/train --out $(STAGE)/placeable.csv
 	$(BIN)/geoloc-ingest --bundle $(STAGE)/bundle --store $(STORE) --data $(STAGE)/placeable.csv
 	$(BIN)/geoloc evaluate --bundle $(STAGE)/bundle --store $(STORE) --benchmark $(STAGE)/split/val.csv \

@@ -20,11 +20,13 @@ from locator.backbone import create_backbone
 from locator.bundle import Bundle
 from locator.datasets import owner_split, read_manifest
 from locator.metrics import geolocation_metrics, markdown_table
-from training.features import build_feature_cache
-from training.heads import HeadSettings, train_head
-from training.partition import PartitionSettings, adaptive_partition
 from locator.rrm import embed
-from training.rrm import RRMSettings, train_rrm
+from training.batches import TrainingRows
+from training.features import build_feature_cache
+from training.heads import train_head
+from training.partition import PartitionSettings, adaptive_partition
+from training.rrm import train_rrm
+from training.settings import HeadSettings, RRMSettings
 
 RESULTS = Path(__file__).parent / "results"
 ARCH, SIZE = "tf_efficientnet_lite0", 300
@@ -74,11 +76,12 @@ def main() -> int:
     x_t, x_v = cache_t.as_float32()[ok_t], cache_v.as_float32()[ok_v]
     lat_t, lon_t, lat_v, lon_v = lat_t[ok_t], lon_t[ok_t], lat_v, lon_v
 
+    data_t = TrainingRows.from_cache(cache_t)
     head_settings = HeadSettings()
     heads = {}
-    heads["ce"], _ = timed("head ce", times, train_head, "ce", x_t, lat_t, lon_t, partitions, head_settings)
-    heads["hc"], _ = timed("head hc", times, train_head, "hc", x_t, lat_t, lon_t, partitions, head_settings)
-    heads["mvmf"], _ = timed("head mvmf", times, train_head, "mvmf", x_t, lat_t, lon_t, partitions, head_settings,
+    heads["ce"], _ = timed("head ce", times, train_head, "ce", data_t, partitions, head_settings)
+    heads["hc"], _ = timed("head hc", times, train_head, "hc", data_t, partitions, head_settings)
+    heads["mvmf"], _ = timed("head mvmf", times, train_head, "mvmf", data_t, partitions, head_settings,
                              init_from=heads["ce"])
     for kind, head in heads.items():
         bundle.set_head(head, make_default=(kind == "ce"), training=head_settings.to_json())
@@ -101,13 +104,14 @@ def main() -> int:
     placed_v = cells_v[cells_v >= 0]
     precision = {"chance (random training photos)": float(share[placed_v].mean()),
                  "raw features": precision_at_k(embed(None, x_v), cells_v, embed(None, x_t), cells_t)}
-    variants = {"RRM (infoNCE)": RRMSettings(), "RRM without residual": RRMSettings(residual=False),
-                "RRM (triplet, semi-hard)": RRMSettings(loss="triplet")}
+    variants = {"RRM (infoNCE)": RRMSettings(space="rrm"), "RRM without residual": RRMSettings(residual=False, space="rrm"),
+                "RRM (triplet, semi-hard)": RRMSettings(loss="triplet", space="rrm")}
+    all_cells_t = fine.lookup(data_t.lat, data_t.lon)
     for name, settings in variants.items():
-        rrm, losses = timed(name, times, train_rrm, x_t, cells_t, settings)
+        rrm, log = timed(name, times, train_rrm, data_t, all_cells_t, settings)
         precision[name] = precision_at_k(embed(rrm, x_v), cells_v, embed(rrm, x_t), cells_t)
         if name == "RRM (infoNCE)":
-            bundle.set_rrm(rrm, training=settings.to_json())
+            bundle.set_rrm(rrm, training={**settings.to_json(), **log.to_json()}, space="rrm", decision=log.decision)
     total_cpu = round(sum(times.values()), 1)
 
     report = {"train_photos": len(train), "val_photos": len(val), "failed_images": int((~ok_t).sum() + (~ok_v).sum()),

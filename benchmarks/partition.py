@@ -55,7 +55,7 @@ def main() -> None:
               "leaf_ids_seconds": round(leaf_seconds, 2), "runs": runs}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "partition.json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = [f"# Partition benchmark\n", f"{N_PHOTOS:,} coordinates ({source}), {os.cpu_count()} CPU cores.\n",
+    lines = ["# Partition benchmark\n", f"{N_PHOTOS:,} coordinates ({source}), {os.cpu_count()} CPU cores.\n",
              f"S2 leaf ids (numpy): {leaf_seconds:.2f} s.\n", "| τmax | τmin | seconds | cells |", "|---|---|---|---|"]
     lines += [f"| {r['tau_max']} | {r['tau_min']} | {r['seconds']} | {r['cells']:,} |" for r in runs]
     (RESULTS / "partition.md").write_text("\n".join(lines) + "\n")

@@ -35,11 +35,16 @@ class Aggregate:
         return int(self.members.sum())
 
 
+def cluster_labels(lat: np.ndarray, lon: np.ndarray, eps_km: float = 1.0) -> np.ndarray:
+    """DBSCAN labels 0..n_clusters-1 (haversine, `eps_km`, min_samples 1: every point belongs to a cluster)."""
+    from sklearn.cluster import DBSCAN  # imported here: sklearn takes a second to load, --help should not
+    return DBSCAN(eps=eps_km / EARTH_RADIUS_KM, min_samples=1, metric="haversine", algorithm="ball_tree").fit(
+        np.radians(np.stack([lat, lon], axis=1))).labels_
+
+
 @AGGREGATIONS.register("dbscan")
 def dbscan(lat: np.ndarray, lon: np.ndarray, scores: np.ndarray, eps_km: float = 1.0) -> Aggregate:
-    from sklearn.cluster import DBSCAN  # imported here: sklearn takes a second to load, --help should not
-    labels = DBSCAN(eps=eps_km / EARTH_RADIUS_KM, min_samples=1, metric="haversine", algorithm="ball_tree").fit(
-        np.radians(np.stack([lat, lon], axis=1))).labels_
+    labels = cluster_labels(lat, lon, eps_km)
     sizes = np.bincount(labels)
     tied = np.flatnonzero(sizes == sizes.max())
     in_tied = np.isin(labels, tied)

@@ -5,6 +5,7 @@
     backbone.safetensors   backbone weights (no ImageNet classifier)
     heads/<kind>.safetensors
     rrm.safetensors        Residual Retrieval Module (optional until trained)
+    fusion.json            the fused method's scorer and calibration (optional until fitted; locator.fusion)
     partitions/level<k>.csv  partitions coarse → fine, GeoEstimation format
 """
 
@@ -24,6 +25,7 @@ import locator
 from locator.backbone import Backbone, Preprocessing, create_backbone
 from locator.cells import Partition, PartitionError
 from locator.errors import BundleError
+from locator.fusion import FusionModel
 from locator.heads import HEADS, Head, create_head
 from locator.rrm import ResidualRetrievalModule
 from locator.store.base import CollectionSpec
@@ -32,6 +34,7 @@ FORMAT_VERSION = 1
 CONFIG = "config.json"
 BACKBONE = "backbone.safetensors"
 RRM = "rrm.safetensors"
+FUSION = "fusion.json"
 
 
 def _sha256(path: Path) -> str:
@@ -58,15 +61,27 @@ class Bundle:
     partitions: list[Partition]
     heads: dict[str, Head] = field(default_factory=dict)
     rrm: ResidualRetrievalModule | None = None
+    fusion: FusionModel | None = None
 
     @property
     def fingerprint(self) -> str:
         return self.config["fingerprint"]
 
     @property
+    def retrieval_space(self) -> str:
+        """What the collection embeds: "rrm" (the RRM's output) or "raw" (ℓ2-normalised backbone features)."""
+        return self.config["rrm"].get("space", "rrm") if self.config["rrm"] else "raw"
+
+    @property
+    def retrieval_rrm(self) -> ResidualRetrievalModule | None:
+        """The RRM that embeds photos for search, or None when the collection holds raw features."""
+        return self.rrm if self.retrieval_space == "rrm" else None
+
+    @property
     def embedding_dim(self) -> int:
-        """Size of the vectors stored for search: the RRM's output, or the raw features without an RRM."""
-        return self.rrm.dim if self.rrm is not None else self.backbone.feature_dim
+        """Size of the vectors stored for search."""
+        rrm = self.retrieval_rrm
+        return rrm.dim if rrm is not None else self.backbone.feature_dim
 
     def collection_fingerprint(self) -> str:
         """Identifies what a stored collection depends on: backbone weights, preprocessing, RRM and partitions.
@@ -74,8 +89,9 @@ class Bundle:
         Training another head changes the bundle's fingerprint but not this one, so collections stay valid.
         """
         files = self.config["files"]
+        rrm = files.get(RRM) if self.retrieval_space == "rrm" else None
         parts = {"backbone": files[BACKBONE], "preprocessing": self.config["backbone"]["preprocessing"],
-                 "rrm": files.get(RRM), "partitions": [files[name] for name in self.config["partitions"]]}
+                 "rrm": rrm, "partitions": [files[name] for name in self.config["partitions"]]}
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
     def collection_spec(self) -> CollectionSpec:
@@ -136,10 +152,22 @@ class Bundle:
             self.config["default_head"] = head.kind
         self.save()
 
-    def set_rrm(self, rrm: ResidualRetrievalModule, training: dict | None = None) -> None:
+    def set_rrm(self, rrm: ResidualRetrievalModule, training: dict | None = None, space: str = "rrm",
+                decision: str = "") -> None:
+        """Store the RRM, and which space the collection embeds (`space`, with the reason)."""
+        if space not in ("rrm", "raw"):
+            raise BundleError(f"retrieval space must be rrm or raw, got {space!r}")
         save_file({k: v.contiguous() for k, v in rrm.state_dict().items()}, str(self.directory / RRM))
         self.rrm = rrm
-        self.config["rrm"] = {**rrm.config(), "file": RRM, "training": training or {}}
+        self.config["rrm"] = {**rrm.config(), "file": RRM, "training": training or {}, "space": space,
+                              "decision": decision}
+        self.save()
+
+    def set_fusion(self, model: FusionModel) -> None:
+        """Store the fused method's model; the collection fingerprint does not change."""
+        (self.directory / FUSION).write_text(model.dumps() + "\n")
+        self.fusion = model
+        self.config["fusion"] = {"file": FUSION, "info": model.info}
         self.save()
 
     def update_training(self, **summary: object) -> None:
@@ -150,6 +178,8 @@ class Bundle:
         files = [BACKBONE, *self.config["partitions"], *(h["file"] for h in self.config["heads"].values())]
         if self.config["rrm"]:
             files.append(RRM)
+        if self.config.get("fusion"):
+            files.append(FUSION)
         self.config["files"] = {name: _sha256(self.directory / name) for name in files if (self.directory / name).exists()}
         self.config["versions"] = {"geoloc": locator.__version__, "torch": torch.__version__,
                                    "timm": timm.__version__, "python": platform.python_version()}
@@ -188,6 +218,12 @@ class Bundle:
             rrm = ResidualRetrievalModule(spec["dim"], spec["hidden_dim"], spec["residual"])
             rrm.load_state_dict(load_file(str(directory / RRM)))
             bundle.rrm = rrm.eval()
+        if config.get("fusion"):
+            try:
+                bundle.fusion = FusionModel.from_json(json.loads((directory / FUSION).read_text()))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise BundleError(f"{directory}: {FUSION} cannot be read ({exc}); fit it again with "
+                                  "`geoloc-train fusion`") from exc
         return bundle
 
 

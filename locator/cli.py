@@ -208,18 +208,19 @@ def _evaluate_bundle(args: argparse.Namespace) -> int:
         raise SettingsError("--bundle needs --benchmark (manifest CSV, benchmark CSV or EXIF folder)")
     from locator.api import Locator
     from locator.evaluation import evaluate
-    from locator.metrics import markdown_table, metrics_json
+    from locator.metrics import markdown_table, metrics_json, reliability_markdown
     records = read_dataset(args.benchmark, images_dir=args.images)
     with Locator.load(args.bundle, store=args.store, raw_features=args.raw_features) as locator:
-        rows = evaluate(locator, records, batch_size=args.batch_size)
-    table = markdown_table(rows)
+        result = evaluate(locator, records, batch_size=args.batch_size)
+    rows = result.rows
+    table = markdown_table(rows) + "".join("\n" + reliability_markdown(r) for r in result.reliability)
     header = (f"Benchmark `{Path(args.benchmark).name}`: {len(records)} images, {rows[0].failed} could not be read "
               f"(misses in every row). Accuracy in % (strict <), errors in km.\n\n")
     print(header + table, end="")
     if args.markdown:
         _write_text(Path(args.markdown), (args.title + "\n\n" if args.title else "") + header + table)
     out = Path(args.json) if args.json else Path(args.markdown or "evaluation.md").with_suffix(".json")
-    _write_text(out, metrics_json(rows) + "\n")
+    _write_text(out, metrics_json(rows, result.reliability) + "\n")
     print(f"evaluate: {len(rows)} rows over {len(records)} images -> {args.markdown or '(stdout)'}, {out}")
     return 0
 

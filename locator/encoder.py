@@ -84,7 +84,7 @@ class PhotoEncoder:
 
     def embed_features(self, features: np.ndarray) -> np.ndarray:
         """ℓ2-normalised embeddings in the store's space: the RRM's output, or normalised raw features."""
-        return embed(self.bundle.rrm, features)
+        return embed(self.bundle.retrieval_rrm, features)
 
     @torch.inference_mode()
     def classify(self, features: np.ndarray, head_kind: str | None = None) -> tuple[HeadPrediction, np.ndarray]:

@@ -3,7 +3,9 @@
 - `swc`: classify, then search within the predicted cell and aggregate (the paper's §3.4);
 - `classifier`: the head alone (cell centre, or the MvMF component mean);
 - `retrieval`: global nearest neighbours in the store, no cell filter;
-- `raw`: global nearest neighbours on raw backbone features from a feature cache (the paper's ablation).
+- `raw`: global nearest neighbours on raw backbone features from a feature cache (the paper's ablation);
+- `fused` (the default): candidates from SwC over the best cells and from global retrieval, and the classifier's
+  own estimate, scored from their evidence by the bundle's fusion model (locator.fusion).
 
 Every method fills the predictions of the readable photos of a batch that the encoder has classified.
 """
@@ -17,13 +19,26 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from locator.aggregation import AGGREGATIONS
-from locator.errors import SettingsError, StoreError
+from locator.errors import BundleError, SettingsError, StoreError
 from locator.estimator import cell_radius_km, estimate
+from locator.fusion import (
+    FEATURES,
+    Candidates,
+    Choice,
+    Pool,
+    Row,
+    baselines,
+    candidate_features,
+    found,
+    make_candidates,
+)
+from locator.geo import haversine_km, latlon_to_xyz
 from locator.heads import HEADS
 from locator.predictions import Neighbour, Prediction
 from locator.registry import Registry
 from locator.retrieval import ExactRaw, GlobalSearch, Retriever, WithinCell
 from locator.settings import option
+from locator.store import Hits
 
 if TYPE_CHECKING:
     from locator.bundle import Bundle
@@ -32,7 +47,7 @@ if TYPE_CHECKING:
     from locator.store import VectorStore
 
 METHODS = Registry("locate method")
-STORE_METHODS = {"swc", "retrieval"}  # methods that search the reference collection
+STORE_METHODS = {"swc", "retrieval", "fused"}  # methods that search the reference collection
 
 
 @dataclass
@@ -63,7 +78,7 @@ class Batch:
 
 @dataclass(frozen=True)
 class LocateSettings:
-    method: str = option("swc", "how to locate (see the README: when each method wins)", choices=METHODS)
+    method: str = option("fused", "how to locate (see the README: when each method wins)", choices=METHODS)
     k: int = option(10, "reference photos to retrieve per photo", minimum=1, maximum=1000)
     aggregation: str = option("dbscan", "how the K neighbours become one estimate", choices=AGGREGATIONS)
     head: str | None = option(None, "classification head (default: the bundle's)", choices=HEADS)
@@ -78,15 +93,6 @@ Method = Callable[[Sources, Batch, LocateSettings, bool, dict[str, Any]], None]
 def locate_batch(sources: Sources, batch: Batch, settings: LocateSettings, evidence: bool = True,
                  **params: float) -> None:
     METHODS.get(settings.method)(sources, batch, settings, evidence, params)
-
-
-@METHODS.register("classifier")
-def classifier(sources: Sources, batch: Batch, settings: LocateSettings, evidence: bool, params: dict) -> None:
-    fine = sources.bundle.partitions[-1]
-    for j, p in enumerate(batch.predictions):
-        p.lat, p.lon = float(batch.head.lat[j]), float(batch.head.lon[j])
-        p.radius_km = cell_radius_km(int(fine.levels[batch.head.cell[j]]))
-        p.confidence = p.cell_probability
 
 
 @METHODS.register("swc")
@@ -106,6 +112,60 @@ def raw(sources: Sources, batch: Batch, settings: LocateSettings, evidence: bool
         raise SettingsError("method 'raw' needs a feature cache of the background photos "
                             "(raw_features= or --raw-features)")
     locate_by_retrieval(sources, batch, ExactRaw(sources.raw_index), settings, evidence, params)
+
+
+@METHODS.register("classifier")
+def classifier(sources: Sources, batch: Batch, settings: LocateSettings, evidence: bool, params: dict) -> None:
+    fine = sources.bundle.partitions[-1]
+    for j, p in enumerate(batch.predictions):
+        p.lat, p.lon = float(batch.head.lat[j]), float(batch.head.lon[j])
+        p.radius_km = cell_radius_km(int(fine.levels[batch.head.cell[j]]))
+        p.confidence = p.cell_probability
+
+
+@METHODS.register("fused")
+def fused(sources: Sources, batch: Batch, settings: LocateSettings, evidence: bool, params: dict) -> None:
+    model = sources.bundle.fusion
+    if model is None:
+        raise BundleError(f"{sources.bundle.directory}: method 'fused' needs the bundle's fusion model; fit it with "
+                          "`geoloc-train fusion --bundle … --features …` (or choose --method swc)")
+    store = sources.require_store("fused")
+    fine = sources.bundle.partitions[-1]
+    searches = [WithinCell(store, 1), WithinCell(store, model.cells), GlobalSearch(store)]
+    hits = [s.search(batch.features, batch.embeddings, batch.probabilities, settings.k) for s in searches]
+    pools = [Pool.merge(*(_row(h, j) for h in hits)) for j in range(len(batch.predictions))]
+    payloads = sources.store.payloads([int(i) for pool in pools for i in pool.ids]) if evidence else {}
+    centres = latlon_to_xyz(fine.lat, fine.lon)
+    for j, p in enumerate(batch.predictions):
+        centre = (float(batch.head.lat[j]), float(batch.head.lon[j]))
+        candidates = make_candidates(pools[j], *centre, model.eps_km, with_centre=not found(_row(hits[0], j)))
+        estimates = baselines(_row(hits[0], j), _row(hits[2], j), centre, model.eps_km)
+        features = candidate_features(candidates, pools[j], batch.probabilities[j], fine, estimates, centres)
+        choice = model.choose(features, candidates.lat, candidates.lon)
+        fill_fused(p, pools[j], candidates, features, choice, payloads)
+        p.cells_searched = [fine.tokens[c] for c in hits[1].cells[j]]
+
+
+def _row(hits: Hits, j: int) -> Row:
+    return hits.ids[j], hits.scores[j], hits.lat[j], hits.lon[j]
+
+
+def fill_fused(p: Prediction, pool: Pool, candidates: Candidates, features: np.ndarray, choice: Choice,
+               payloads: dict[int, dict]) -> None:
+    p.lat, p.lon = float(candidates.lat[choice.index]), float(candidates.lon[choice.index])
+    p.confidence, p.radius_km = choice.confidence, choice.radius_km
+    members = candidates.members[choice.index]
+    p.cluster_size = len(members)
+    if not len(members):
+        p.note = "the classifier's estimate: no retrieved cluster was more convincing"
+    elif features[choice.index, FEATURES.index("in_top_cell")]:
+        p.note = "a retrieved cluster inside the classifier's most probable cell"
+    else:
+        p.note = "a retrieved cluster outside the classifier's most probable cell"
+    distances = haversine_km(p.lat, p.lon, pool.lat, pool.lon)
+    order = np.concatenate([members, np.setdiff1d(np.arange(len(pool)), members)])
+    p.neighbours = neighbours(pool.ids[order], pool.scores[order], pool.lat[order], pool.lon[order],
+                              distances[order], payloads)
 
 
 def locate_by_retrieval(sources: Sources, batch: Batch, retriever: Retriever, settings: LocateSettings,

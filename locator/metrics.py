@@ -73,5 +73,65 @@ def markdown_table(rows: list[GeoMetrics]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def metrics_json(rows: list[GeoMetrics]) -> str:
-    return json.dumps({"failure_counts_as_km": FAILURE_ERROR_KM, "rows": [r.to_json() for r in rows]}, indent=2)
+def metrics_json(rows: list[GeoMetrics], reliabilities: list[Reliability] | None = None) -> str:
+    body = {"failure_counts_as_km": FAILURE_ERROR_KM, "rows": [r.to_json() for r in rows]}
+    if reliabilities:
+        body["reliability"] = [r.to_json() for r in reliabilities]
+    return json.dumps(body, indent=2)
+
+
+@dataclass(frozen=True)
+class Reliability:
+    """How well a method's `confidence` estimates P(error < threshold): expected calibration error over equal-width
+    bins, the bins themselves, and the share of errors within the predicted `radius_km` (a median: 0.5 is right)."""
+
+    name: str
+    threshold_km: float
+    photos: int
+    ece: float
+    bins: list[dict]
+    within_radius: float | None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def reliability(name: str, confidence: ArrayLike, errors_km: ArrayLike, threshold_km: float = 25.0, bins: int = 10,
+                radius_km: ArrayLike | None = None) -> Reliability:
+    """Reliability of the photos with a confidence (failed photos have none and are left out)."""
+    c, e = np.asarray(confidence, float), np.asarray(errors_km, float)
+    keep = np.isfinite(c) & np.isfinite(e)
+    c, e = c[keep], e[keep]
+    success = e < threshold_km
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(c, edges[1:-1]), 0, bins - 1)
+    rows, ece = [], 0.0
+    for b in range(bins):
+        inside = which == b
+        n = int(inside.sum())
+        mean_c = float(c[inside].mean()) if n else float("nan")
+        accuracy = float(success[inside].mean()) if n else float("nan")
+        if n:
+            ece += n / len(c) * abs(accuracy - mean_c)
+        rows.append({"from": float(edges[b]), "to": float(edges[b + 1]), "photos": n, "mean_confidence": mean_c,
+                     "accuracy": accuracy})
+    within = None
+    if radius_km is not None:
+        r = np.asarray(radius_km, float)[keep]
+        within = float(np.mean(e < r)) if len(e) else float("nan")
+    return Reliability(name, threshold_km, len(c), float(ece) if len(c) else float("nan"), rows, within)
+
+
+def reliability_markdown(rel: Reliability) -> str:
+    lines = [f"Reliability of `confidence` as P(error < {rel.threshold_km:g} km), {rel.name}: expected calibration "
+             f"error **{rel.ece:.3f}** over {rel.photos} photos"
+             + (f"; {100 * rel.within_radius:.1f}% of errors lie within `radius_km` (a median radius: 50% is "
+                "right)." if rel.within_radius is not None else "."), "",
+             "| confidence | photos | mean confidence | share within " + f"{rel.threshold_km:g} km |", "|---|---|---|---|"]
+    for row in rel.bins:
+        if row["photos"]:
+            lines.append(f"| {row['from']:.1f}–{row['to']:.1f} | {row['photos']} | {row['mean_confidence']:.3f} | "
+                         f"{row['accuracy']:.3f} |")
+        else:
+            lines.append(f"| {row['from']:.1f}–{row['to']:.1f} | 0 | – | – |")
+    return "\n".join(lines) + "\n"

@@ -24,19 +24,12 @@ from locator.settings import add_arguments, from_args
 from training import run_folder
 from training.coordinates import read_coordinates_csv, synthetic_coordinates, write_coordinates_csv
 from training.partition import PartitionSettings, adaptive_partition
-from training.settings import BackboneSettings, HeadSettings, RRMSettings
+from training.settings import BackboneSettings, FusionSettings, HeadSettings, RRMSettings
 
 if TYPE_CHECKING:
     from locator.bundle import Bundle
 
 MIN_DEMO_PHOTOS = 20
-
-
-def _write_log(bundle: Bundle, name: str, losses: list[float]) -> Path:
-    path = bundle.directory / "logs" / f"{name}.csv"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text("epoch,loss\n" + "".join(f"{k + 1},{v:.6f}\n" for k, v in enumerate(losses)))
-    return path
 
 
 def backbone_id(bundle: Bundle) -> str:
@@ -114,61 +107,114 @@ def _features(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cached_arrays(cache: FeatureCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rows = np.flatnonzero(cache.done)
-    lat = np.array([cache.records[r].lat for r in rows])
-    lon = np.array([cache.records[r].lon for r in rows])
-    return cache.as_float32(rows), lat, lon
+def _write_text_log(bundle: Bundle, name: str, text: str) -> Path:
+    path = bundle.directory / "logs" / f"{name}.csv"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def _percent(value: float) -> str:
+    return "n/a" if value != value else f"{100 * value:.1f}%"
 
 
 def _head(args: argparse.Namespace) -> int:
-    import torch
-
-    from training.heads import photo_classes, train_head
+    from training.batches import TrainingRows
+    from training.heads import train_head
     bundle = _load_bundle(args.bundle)
-    features, lat, lon = _cached_arrays(_cache_for(bundle, args.features))
+    data = TrainingRows.from_cache(_cache_for(bundle, args.features))
     settings = from_args(HeadSettings, args)
     init = bundle.heads.get("ce") if args.kind == "mvmf" and not args.no_init else None
-    head, losses = train_head(args.kind, features, lat, lon, bundle.partitions, settings, init_from=init)
-    placed = photo_classes(bundle.partitions, lat, lon)[:, -1]
-    accuracy = float((head.predict(torch.from_numpy(features)).cell == placed).mean())
+    head, log = train_head(args.kind, data, bundle.partitions, settings, init_from=init, device=args.device)
+    best = log.best()
     bundle.set_head(head, make_default=args.default,
-                    training={**settings.to_json(), "photos": len(features), "final_loss": losses[-1],
-                              "init_from_ce": init is not None})
-    log = _write_log(bundle, f"head_{args.kind}", losses)
-    print(f"head {args.kind}: {len(features):,} photos, loss {losses[0]:.3f} -> {losses[-1]:.3f}, training-set cell "
-          f"accuracy {100 * accuracy:.1f}% -> {args.bundle} (log {log})")
+                    training={**settings.to_json(), **log.to_json(), "init_from_ce": init is not None})
+    path = _write_text_log(bundle, f"head_{args.kind}", log.csv())
+    print(f"head {args.kind}: {log.train_rows:,} photos ({log.validation_rows:,} of other owners held out), best of "
+          f"{len(log.epochs)} epochs: {best.epoch}, validation cell accuracy {_percent(best.val_cell_accuracy)}, "
+          f"Acc@25 km {_percent(best.val_acc_25km)}, Acc@750 km {_percent(best.val_acc_750km)}; "
+          f"{log.samples_per_second:,.0f} photos/s -> {args.bundle} (log {path})")
     return 0
 
 
 def _rrm(args: argparse.Namespace) -> int:
+    from training.batches import TrainingRows
     from training.rrm import train_rrm
     bundle = _load_bundle(args.bundle)
-    features, lat, lon = _cached_arrays(_cache_for(bundle, args.features))
-    cells = bundle.partitions[-1].lookup(lat, lon)
+    data = TrainingRows.from_cache(_cache_for(bundle, args.features))
+    cells = bundle.partitions[-1].lookup(data.lat, data.lon)
     settings = from_args(RRMSettings, args)
-    rrm, losses = train_rrm(features, cells, settings)
-    bundle.set_rrm(rrm, training={**settings.to_json(), "photos": len(features)})
-    log = _write_log(bundle, "rrm", losses)
-    print(f"rrm ({settings.loss}): {len(features):,} photos in {len(set(cells[cells >= 0].tolist()))} cells, loss "
-          f"{losses[0]:.3f} -> {losses[-1]:.3f} -> {args.bundle} (log {log})")
+    rrm, log = train_rrm(data, cells, settings, device=args.device)
+    bundle.set_rrm(rrm, training={**settings.to_json(), **log.to_json()}, space=log.space, decision=log.decision)
+    path = _write_text_log(bundle, "rrm", log.csv())
+    print(f"rrm ({settings.loss}): {len(data.usable):,} photos, best step {log.best_step} of {log.steps} "
+          f"({log.pairs_per_second:,.0f} pairs/s) -> {args.bundle} (log {path})")
+    print(f"rrm: the collection embeds {log.decision}")
     return 0
 
 
 def _placeable(args: argparse.Namespace) -> int:
-    from training.placeable import placeable_mask
+    from training.batches import TrainingRows
+    from training.placeable import predicted_cells
     bundle = _load_bundle(args.bundle)
     cache = _cache_for(bundle, args.features)
-    rows = np.flatnonzero(cache.done)
-    features, lat, lon = _cached_arrays(cache)
+    data = TrainingRows.from_cache(cache)
     head = bundle.heads[args.head] if args.head else bundle.default_head
-    true_cells = bundle.partitions[-1].lookup(lat, lon)
-    mask = placeable_mask(head, features, true_cells)
-    _write_manifest(args.out, [cache.records[row] for row in rows[mask]], cells=true_cells[mask])
-    bundle.update_training(placeable={"photos": int(mask.sum()), "of": len(rows), "head": head.kind})
-    print(f"placeable: {int(mask.sum()):,} of {len(rows):,} photos are put in their true cell by the {head.kind} "
-          f"head -> {args.out}")
+    true_cells = bundle.partitions[-1].lookup(data.lat, data.lon)
+    mask = np.zeros(len(data), dtype=bool)
+    mask[data.usable] = (predicted_cells(head, data, data.usable) == true_cells[data.usable]) & \
+        (true_cells[data.usable] >= 0)
+    _write_placeable(cache.directory / "index.csv", args.out, mask, true_cells)
+    bundle.update_training(placeable={"photos": int(mask.sum()), "of": len(data.usable), "head": head.kind})
+    print(f"placeable: {int(mask.sum()):,} of {len(data.usable):,} photos are put in their true cell by the "
+          f"{head.kind} head -> {args.out}")
     return 0
+
+
+def _write_placeable(index: Path, out: Path, mask: np.ndarray, cells: np.ndarray) -> None:
+    """The cache's index rows where `mask` holds, as a manifest with their finest cell (streamed, row by row)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with index.open(newline="") as source, out.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "photo_id", "owner", "source", "lat", "lon", "cell"])
+        for row in csv.DictReader(source):
+            k = int(row["row"])
+            if mask[k]:
+                writer.writerow([row["image"], row["photo_id"], row["owner"], row["source"], row["lat"], row["lon"],
+                                 int(cells[k])])
+
+
+def _fusion(args: argparse.Namespace) -> int:
+    from training.batches import TrainingRows
+    from training.fusion import fit_fusion
+    bundle = _load_bundle(args.bundle)
+    cache = _cache_for(bundle, args.features)
+    data, settings = TrainingRows.from_cache(cache), from_args(FusionSettings, args)
+    collection = None
+    if args.store:
+        from locator.store import open_store
+        from training.fusion import collection_set
+        with open_store(args.store, bundle.collection_spec(), create=False) as store:
+            collection = collection_set(bundle, store, _sources(cache.directory / "index.csv"), settings, args.device)
+    model, report = fit_fusion(bundle, data, settings, device=args.device, collection=collection)
+    bundle.set_fusion(model)
+    added = f" and {report['collection_queries']:,} added references of the collection" \
+        if report["collection_queries"] else ""
+    print(f"fusion: fitted on {report['held_out_photos'] - report['collection_queries']:,} held-out training photos"
+          f"{added} ({report['owners']:,} owners; {report['candidates']:,} candidates); scorers for "
+          f"{', '.join(f'{t:g}' for t in model.scorers)} km -> {args.bundle}")
+    print("fusion: accuracy on those held-out photos, % (" + ", ".join(report["positives"]) + "):")
+    for name, accuracy in report["accuracy_on_held_out"].items():
+        print(f"  {name:<20} " + " ".join(f"{100 * v:5.1f}" for v in accuracy.values()))
+    print(f"fusion: {100 * report['share_within_radius']:.0f}% of out-of-fold errors lie within the predicted radius "
+          "(a median: 50% expected)")
+    return 0
+
+
+def _sources(index: Path) -> set[str]:
+    """The sources a feature cache's photos come from (read row by row)."""
+    with index.open(newline="") as handle:
+        return {row["source"] for row in csv.DictReader(handle)}
 
 
 def _finetune(args: argparse.Namespace) -> int:
@@ -181,7 +227,8 @@ def _finetune(args: argparse.Namespace) -> int:
     if len(bundle.partitions) == 1:
         bundle.set_head(head, make_default=True, training={**settings.to_json(), "joint_with_backbone": True})
     bundle.update_training(backbone=settings.to_json())
-    log = _write_log(bundle, "backbone", losses)
+    log = _write_text_log(bundle, "backbone", "epoch,loss\n" + "".join(f"{k + 1},{v:.6f}\n"
+                                                                      for k, v in enumerate(losses)))
     print(f"backbone: fine-tuned on {len(records):,} photos, loss per epoch {', '.join(f'{v:.3f}' for v in losses)}"
           f" -> {args.bundle} (log {log}); re-run `features` before training heads on the new backbone")
     return 0
@@ -309,12 +356,27 @@ def _commands(commands: argparse._SubParsersAction) -> None:
     add_arguments(head, HeadSettings)
     head.add_argument("--default", action="store_true", help="make this the bundle's default head")
     head.add_argument("--no-init", action="store_true", help="mvmf: do not start from the bundle's ce head")
+    head.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
     head.set_defaults(run=_head)
 
     rrm = commands.add_parser("rrm", help="train the Residual Retrieval Module on cached features")
     _add_cache_arguments(rrm)
     add_arguments(rrm, RRMSettings)
+    rrm.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
     rrm.set_defaults(run=_rrm)
+
+    fusion = commands.add_parser(
+        "fusion", help="fit the fused method's scorer and calibration on held-out training photos",
+        description="Fit the model of `geoloc locate --method fused` (the default). Training photos are split by "
+                    "owner; a head and an RRM are retrained on one part, and the other part is located against it "
+                    "to learn which evidence to trust. No evaluation photo is used.")
+    _add_cache_arguments(fusion)
+    add_arguments(fusion, FusionSettings)
+    fusion.add_argument("--store", default=None,
+                        help="also learn from the collection: its photos from sources the models were not trained on "
+                             "are each located against the rest of it (refit after growing the collection)")
+    fusion.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
+    fusion.set_defaults(run=_fusion)
 
     placeable = commands.add_parser("placeable", help="list training photos the classifier puts in their true cell")
     _add_cache_arguments(placeable)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,8 +17,8 @@ from tqdm import tqdm
 
 from locator.backbone import Backbone, extract_features
 from locator.datasets import Record
-from locator.feature_cache import (DONE, FAILED, PENDING, FeatureCache, FeatureCacheError, records_hash,
-                                   write_index)
+from locator.feature_cache import (DONE, FAILED, PENDING, FeatureCache, FeatureCacheError, group_ids, records_hash,
+                                   write_index, write_labels)
 from locator.images import ImageLoadError, load_image
 
 __all__ = ["DONE", "FAILED", "PENDING", "FeatureCache", "FeatureCacheError", "build_feature_cache"]
@@ -31,9 +32,10 @@ def _create(directory: Path, records: list[Record], meta: dict) -> FeatureCache:
     features.flush()
     status.flush()
     write_index(directory / "index.csv", records)
+    write_labels(directory, [r.lat for r in records], [r.lon for r in records], group_ids([r.group for r in records]))
     (directory / "failures.csv").write_text("row,image,reason\n")
     (directory / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")  # last: marks a complete layout
-    return FeatureCache.open(directory)
+    return FeatureCache.open(directory, writable=True)
 
 
 def _load_tensor(record: Record, backbone: Backbone) -> torch.Tensor | str:
@@ -55,7 +57,7 @@ def build_feature_cache(records: list[Record], backbone: Backbone, directory: st
             "records_sha256": records_hash(records)}
     meta = json.loads(json.dumps(meta))  # compare like with like: tuples become lists in the stored JSON
     if (directory / "meta.json").is_file():
-        cache = FeatureCache.open(directory)
+        cache = FeatureCache.open(directory, writable=True)
         if cache.meta != meta:
             changed = sorted(k for k in meta if cache.meta.get(k) != meta[k])
             raise FeatureCacheError(f"{directory}: holds a cache made with other settings ({', '.join(changed)}); "
@@ -83,3 +85,30 @@ def build_feature_cache(records: list[Record], backbone: Backbone, directory: st
             bar.update(len(rows))
     bar.close()
     return cache
+
+
+def create_array_cache(directory: str | Path, chunks: Iterable[np.ndarray], rows: int, dim: int, lat: np.ndarray,
+                       lon: np.ndarray, groups: np.ndarray, meta: dict, dtype: str = "float16") -> FeatureCache:
+    """A complete cache from feature chunks (no images: e.g. synthetic data for benchmarks and tests), written a
+    chunk at a time; every row is done and its index row names it `array:<row>`."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    features = np.lib.format.open_memmap(directory / "features.npy", "w+", np.dtype(dtype), (rows, dim))
+    start = 0
+    for chunk in chunks:
+        features[start:start + len(chunk)] = chunk
+        start += len(chunk)
+    if start != rows:
+        raise FeatureCacheError(f"{directory}: chunks hold {start} rows, expected {rows}")
+    features.flush()
+    del features
+    np.save(directory / "status.npy", np.full(rows, DONE, dtype=np.uint8))
+    write_labels(directory, lat, lon, groups)
+    with (directory / "index.csv").open("w", newline="") as handle:
+        handle.write("row,image,photo_id,owner,source,lat,lon\n")
+        for s in range(0, rows, 100_000):
+            handle.writelines(f"{r},array:{r},{r},{int(groups[r])},array,{float(lat[r])!r},{float(lon[r])!r}\n"
+                              for r in range(s, min(s + 100_000, rows)))
+    (directory / "failures.csv").write_text("row,image,reason\n")
+    (directory / "meta.json").write_text(json.dumps({**meta, "dim": dim, "dtype": dtype, "count": rows}, indent=2) + "\n")
+    return FeatureCache.open(directory)

@@ -6,6 +6,9 @@ import numpy as np
 import torch
 
 from locator.heads import Head
+from training.batches import TrainingRows
+
+CHUNK = 8192
 
 
 @torch.inference_mode()
@@ -16,3 +19,11 @@ def placeable_mask(head: Head, features: np.ndarray, true_cells: np.ndarray, bat
         for s in range(0, len(features), batch_size)
     ]) if len(features) else np.zeros(0, dtype=np.int64)
     return (predicted == np.asarray(true_cells)) & (np.asarray(true_cells) >= 0)
+
+
+@torch.inference_mode()
+def predicted_cells(head: Head, data: TrainingRows, rows: np.ndarray) -> np.ndarray:
+    """The head's finest cell for each of `rows`, read from the cache a chunk at a time."""
+    out = [head.predict(torch.from_numpy(data.gather(rows[s:s + CHUNK]).astype(np.float32))).cell
+           for s in range(0, len(rows), CHUNK)]
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)

@@ -61,12 +61,16 @@ class MvMFHead(Head):
             self.classifier.bias.copy_(ce.classifier.bias)
 
     def log_likelihood(self, features: torch.Tensor, latlon: torch.Tensor) -> torch.Tensor:
-        """log p(location | photo) per photo, (N,)."""
-        x = torch.tensor(latlon_to_xyz(latlon[:, 0].cpu().numpy(), latlon[:, 1].cpu().numpy()),
-                         dtype=torch.float32, device=features.device)
-        log_w = self.classifier(features).log_softmax(dim=1)
-        log_f = vmf_log_density(x[:, None, :], self.mu[None, :, :], self.kappa[None, :])
-        return torch.logsumexp(log_w + log_f, dim=1)
+        """log p(location | photo) per photo, (N,); in float32 even under autocast."""
+        log_w = self.classifier(features).float().log_softmax(dim=1)
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            phi, lam = torch.deg2rad(latlon[:, 0].double()), torch.deg2rad(latlon[:, 1].double())
+            x = torch.stack([phi.cos() * lam.cos(), phi.cos() * lam.sin(), phi.sin()], dim=1).float()
+            kappa = self.kappa
+            cos = (x @ self.mu.T).clamp(-1.0, 1.0)
+            log_f = (torch.log(kappa) - math.log(2 * math.pi) - torch.log(-torch.expm1(-2 * kappa)))[None, :] \
+                + kappa[None, :] * (cos - 1)
+            return torch.logsumexp(log_w + log_f, dim=1)
 
     def loss(self, features: torch.Tensor, classes: torch.Tensor, latlon: torch.Tensor) -> torch.Tensor:
         return -self.log_likelihood(features, latlon).mean()

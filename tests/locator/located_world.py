@@ -13,9 +13,12 @@ from locator.encoder import PhotoEncoder
 from locator.images import load_image
 from locator.store import cell_field, open_store, point_id, token_field
 from tests.photo_world import make_photo_world
-from training.heads import HeadSettings, train_head
+from training.batches import TrainingRows
+from training.fusion import fit_fusion
+from training.heads import train_head
 from training.partition import PartitionSettings, adaptive_partition
-from training.rrm import RRMSettings, train_rrm
+from training.rrm import train_rrm
+from training.settings import FusionSettings, HeadSettings, RRMSettings
 
 
 def build(root: Path) -> dict:
@@ -28,11 +31,15 @@ def build(root: Path) -> dict:
     bundle = Bundle.create(root / "bundle", create_backbone("tf_efficientnet_lite0", size=64), [partition], "imagenet")
     encoder = PhotoEncoder(bundle, device="cpu")
     features = encoder.features([encoder.preprocess(load_image(r.image)) for r in background])
+    data = TrainingRows.from_arrays(features, lat, lon, [r.group for r in background])
     for kind in ("ce", "mvmf"):
-        head, _ = train_head(kind, features, lat, lon, [partition], HeadSettings(epochs=60, lr=0.01), progress=False)
+        head, _ = train_head(kind, data, [partition], HeadSettings(epochs=60, lr=0.01, validation=0), progress=False)
         bundle.set_head(head)
-    rrm, _ = train_rrm(features, partition.lookup(lat, lon), RRMSettings(hidden_dim=64, epochs=20), progress=False)
-    bundle.set_rrm(rrm)
+    rrm_settings = RRMSettings(hidden_dim=64, steps=20, validation=0, space="rrm")
+    rrm, _ = train_rrm(data, partition.lookup(lat, lon), rrm_settings, progress=False)
+    bundle.set_rrm(rrm, training=rrm_settings.to_json(), space="rrm")
+    model, _ = fit_fusion(Bundle.load(root / "bundle"), data, FusionSettings(folds=3), progress=False)
+    bundle.set_fusion(model)
     embeddings = PhotoEncoder(Bundle.load(root / "bundle"), device="cpu").embed_features(features)
     cells = partition.lookup(lat, lon)
     payloads = [{cell_field(0): int(c), token_field(0): partition.tokens[c] if c >= 0 else "", "lat": r.lat,

@@ -39,7 +39,7 @@ def test_swc_equals_brute_force_reference(world):
         encoded = locator.encode(images)
         _, probabilities = locator.encoder.classify(encoded.features)
         for k in (1, 5, 10):
-            predictions = locator.predict(encoded, k=k)
+            predictions = locator.predict(encoded, k=k, method="swc")
             for q, p in enumerate(predictions):
                 cell = int(np.argmax(probabilities[q]))
                 ids, lat, lon = brute_force_swc(world, encoded.embeddings[q], cell, k)
@@ -87,7 +87,7 @@ def test_empty_cell_falls_back_to_the_cell_centre(world, tmp_path):
     bundle = Bundle.load(world["bundle_dir"])
     empty = open_store(f"edge:{tmp_path / 'empty'}", bundle.collection_spec())
     locator = Locator(bundle, store=empty, device="cpu")
-    p = locator.locate([world["queries"][0].image])[0]
+    p = locator.locate([world["queries"][0].image], method="swc")[0]
     centre = bundle.partitions[0].tokens.index(p.cell_token)
     assert (p.lat, p.lon) == (bundle.partitions[0].lat[centre], bundle.partitions[0].lon[centre])
     assert "cell's centre" in p.note and p.neighbours == []
@@ -103,7 +103,7 @@ def test_choose_cells_multi_cell_rules():
 
 def test_multi_cell_search_sees_more_photos(world):
     with Locator.load(world["bundle_dir"], store=world["store"], device="cpu") as locator:
-        single = locator.locate([world["queries"][0].image], k=40)[0]
-        wide = locator.locate([world["queries"][0].image], k=40, top_cells=3)[0]
+        single = locator.locate([world["queries"][0].image], k=40, method="swc")[0]
+        wide = locator.locate([world["queries"][0].image], k=40, top_cells=3, method="swc")[0]
     assert len(wide.cells_searched) == 3 and len(single.cells_searched) == 1
     assert len(wide.neighbours) >= len(single.neighbours)

@@ -59,7 +59,8 @@ def test_evaluate_a_bundle_gives_every_row(world, tmp_path, capsys):
     assert geoloc(["evaluate", "--bundle", str(world["bundle_dir"]), "--store", world["store"], "--benchmark",
                    str(queries), "--markdown", str(md), "--title", "# test"]) == 0
     text = md.read_text()
-    for name in ("ce head alone", "mvmf head alone", "retrieval alone, RRM", "SwC, ce head (K=10, dbscan)",
+    for name in ("fused: SwC + retrieval", "ce head alone", "mvmf head alone", "retrieval alone, stored RRM",
+                 "SwC, ce head (K=10, dbscan)",
                  "SwC, mvmf head (K=10, dbscan)", "K=10, average", "K=10, kde", "K=1, dbscan", "K=20, dbscan",
                  "top-3 cells"):
         assert name in text, name
@@ -74,7 +75,7 @@ def test_locate_without_store_is_a_clear_error(world, tmp_path, capsys, monkeypa
     assert geoloc(["locate", world["queries"][0].image, "--bundle", str(world["bundle_dir"]),
                    "--out", str(tmp_path / "p.csv")]) == 2
     err = capsys.readouterr().err
-    assert "--method swc searches the reference collection: give --store" in err and "GEOLOC_STORE" in err
+    assert "--method fused searches the reference collection: give --store" in err and "GEOLOC_STORE" in err
     assert "store='edge" not in err and "batch" not in err
     monkeypatch.undo()
     assert geoloc(["locate", world["queries"][0].image, "--bundle", str(tmp_path / "nothing"), "--method",

@@ -34,8 +34,8 @@ def test_bundle_features_heads_rrm_placeable(world, capsys):
     for kind in ("ce", "hc", "mvmf"):
         assert geoloc_train(["head", "--bundle", str(bundle_dir), "--features", str(cache), "--kind", kind,
                              "--epochs", "60", "--lr", "0.01"]) == 0
-    assert geoloc_train(["rrm", "--bundle", str(bundle_dir), "--features", str(cache), "--epochs", "5",
-                         "--hidden-dim", "64"]) == 0
+    assert geoloc_train(["rrm", "--bundle", str(bundle_dir), "--features", str(cache), "--steps", "20",
+                         "--hidden-dim", "64", "--eval-every", "10"]) == 0
     out = root / "placeable.csv"
     assert geoloc_train(["placeable", "--bundle", str(bundle_dir), "--features", str(cache), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -49,7 +49,10 @@ def test_bundle_features_heads_rrm_placeable(world, capsys):
     lat = np.array([float(p["lat"]) for p in placed])
     lon = np.array([float(p["lon"]) for p in placed])
     assert np.array_equal(bundle.partitions[-1].lookup(lat, lon), np.array([int(p["cell"]) for p in placed]))
-    assert (bundle_dir / "logs" / "head_mvmf.csv").read_text().startswith("epoch,loss\n1,")
+    assert (bundle_dir / "logs" / "head_mvmf.csv").read_text().startswith(
+        "epoch,loss,val_loss,val_cell_accuracy,val_acc_25km,val_acc_750km\n1,")
+    assert "rrm: the collection embeds" in printed and bundle.retrieval_space in ("rrm", "raw")
+    assert bundle.config["rrm"]["training"]["precision_at_10"]["raw"] >= 0
 
 
 def test_features_from_another_backbone_are_refused(world, tmp_path, capsys):

@@ -1,7 +1,7 @@
 """Benchmark: end-to-end photos/s of the Ray ingest pipeline against the backbone's own throughput in one process.
 
-    python benchmarks/ingest.py --bundle DIR [--photos 400]      # throughput ratio
-    python benchmarks/ingest.py --bundle DIR --acceptance        # + the issue's kill -9 / resume / grow run
+    python benchmarks/ingest_acceptance.py --bundle DIR [--photos 400]      # throughput ratio
+    python benchmarks/ingest_acceptance.py --bundle DIR --acceptance        # + the issue's kill -9 / resume / grow run
 
 Photos come from $GEOLOC_SHARED/datasets/im2gps2k. The acceptance run ingests all 1,944 photos into a fresh Edge
 store, kills the whole job with SIGKILL at a random moment of a second run into another store, resumes it, checks
@@ -27,7 +27,8 @@ import numpy as np
 # Run as a script, this file's folder comes first on sys.path and `ingest` would name this file, not the package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from ingest.pipeline import IngestSettings, run_ingest
+from ingest.pipeline import run_ingest
+from ingest.settings import IngestSettings
 from ingest.sources import list_rows
 from locator.bundle import Bundle
 from locator.encoder import PhotoEncoder

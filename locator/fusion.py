@@ -1,0 +1,267 @@
+"""Fusing classification and retrieval (beyond the paper): candidates from both, scored from their evidence.
+
+For one photo, the neighbours found within the classifier's best cell, within its `cells` most probable cells
+and in the whole collection are pooled (each reference once) and clustered with DBSCAN (1 km), as SwC clusters
+its neighbours. Every cluster is a candidate location; when the search within the best cell found nothing, so is
+the classifier's own estimate (its best cell's centre, or the MvMF mean), as in SwC's fallback. Each candidate is described by its evidence (`FEATURES`): how many neighbours support
+it and how similar they are, how much of the classifier's probability lies near it, how much of the pooled
+neighbours' similarity lies near it.
+
+A `FusionModel`, fitted by `geoloc-train fusion` on training photos held out by owner (never on an evaluation
+set), holds one logistic scorer per distance threshold: P(error < t km | evidence). The choice has two stages:
+the region is that of the candidate with the highest expected number of thresholds met, Σ_t P(error < t); then,
+among the candidates within `refine_km` of it, the one with the highest Σ P(error < t) over the thresholds below
+`refine_km` wins (the region decides the coarse thresholds, the finer evidence the exact place). Its
+`confidence` is P(error < 25 km),
+recalibrated on out-of-fold choices (isotonic), and its `radius_km` a median error predicted by a linear quantile
+regression. Everything is stored as JSON arrays and evaluated with numpy: no pickles.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from locator.aggregation import cluster_labels
+from locator.cells import Partition
+from locator.geo import EARTH_RADIUS_KM, haversine_km, latlon_to_xyz, spherical_mean
+
+THRESHOLDS_KM = (1.0, 25.0, 200.0, 750.0, 2500.0)
+CONFIDENCE_KM = 25.0
+MASS_RADII_KM = (25.0, 200.0, 750.0, 2500.0)
+BASELINES = ("swc", "retrieval", "classifier")
+FEATURES = ("log_size", "max_sim", "mean_sim", "sim_gap", "in_top_cell", "log_cell_p",
+            *(f"cell_mass_{r:g}km" for r in MASS_RADII_KM), *(f"neighbour_share_{r:g}km" for r in MASS_RADII_KM),
+            *(f"log_km_to_{name}" for name in BASELINES), "is_cell_centre", "top_cell_p", "pool_max_sim")
+_MIN_P = 1e-6
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Pool:
+    """The distinct neighbours of one photo from every search, most similar first."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+    lat: np.ndarray
+    lon: np.ndarray
+
+    @classmethod
+    def merge(cls, *rows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> Pool:
+        """Pool (ids, scores, lat, lon) rows; ids < 0 are padding, a repeated id keeps its best score."""
+        ids, scores, lat, lon = (np.concatenate([np.asarray(r[i]) for r in rows]) for i in range(4))
+        valid = ids >= 0
+        ids, scores, lat, lon = ids[valid], scores[valid].astype(float), lat[valid].astype(float), lon[valid].astype(float)
+        order = np.lexsort((ids, -scores))
+        _, first = np.unique(ids[order], return_index=True)
+        keep = order[np.sort(first)]
+        keep = keep[np.argsort(-scores[keep], kind="stable")]
+        return cls(ids[keep], scores[keep], lat[keep], lon[keep])
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Candidate locations: one per cluster of the pool, then maybe the classifier's estimate (`members` empty)."""
+
+    lat: np.ndarray
+    lon: np.ndarray
+    members: list[np.ndarray]  # indices into the pool
+
+    def __len__(self) -> int:
+        return len(self.lat)
+
+    @property
+    def is_centre(self) -> np.ndarray:
+        return np.array([len(m) == 0 for m in self.members])
+
+
+Row = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # one photo's ids, scores, lat, lon
+
+
+def paper_estimate(row: Row, fallback: tuple[float, float], eps_km: float = 1.0) -> tuple[float, float]:
+    """The paper's estimate from one search's neighbours: the mean of the largest DBSCAN cluster (`fallback`
+    when the search found nothing)."""
+    from locator.aggregation import aggregate
+    valid = np.asarray(row[0]) >= 0
+    if not valid.any():
+        return fallback
+    result = aggregate("dbscan", np.asarray(row[2])[valid], np.asarray(row[3])[valid], np.asarray(row[1])[valid],
+                       eps_km=eps_km)
+    return result.lat, result.lon
+
+
+def baselines(within_best_cell: Row, global_row: Row, centre: tuple[float, float],
+              eps_km: float = 1.0) -> np.ndarray:
+    """(3, 2) lat, lon of the SwC, retrieval and classifier estimates (in BASELINES order)."""
+    return np.array([paper_estimate(within_best_cell, centre, eps_km), paper_estimate(global_row, centre, eps_km),
+                     centre], dtype=float)
+
+
+def make_candidates(pool: Pool, centre_lat: float, centre_lon: float, eps_km: float = 1.0,
+                    with_centre: bool = True) -> Candidates:
+    """The pool's DBSCAN clusters, then (if `with_centre`, or when the pool is empty) the classifier's estimate."""
+    lats, lons, members = [], [], []
+    if len(pool):
+        labels = cluster_labels(pool.lat, pool.lon, eps_km)
+        for label in range(labels.max() + 1):
+            inside = np.flatnonzero(labels == label)
+            lat, lon = spherical_mean(pool.lat[inside], pool.lon[inside])
+            lats.append(lat)
+            lons.append(lon)
+            members.append(inside)
+    if with_centre or not members:
+        lats.append(float(centre_lat))
+        lons.append(float(centre_lon))
+        members.append(np.zeros(0, dtype=np.int64))
+    return Candidates(np.array(lats), np.array(lons), members)
+
+
+def found(row: Row) -> bool:
+    return bool((np.asarray(row[0]) >= 0).any())
+
+
+def _within(a_xyz: np.ndarray, b_xyz: np.ndarray, radius_km: float) -> np.ndarray:
+    """(len(a), len(b)) booleans: great-circle distance below `radius_km`."""
+    return a_xyz @ b_xyz.T > math.cos(radius_km / EARTH_RADIUS_KM)
+
+
+def candidate_features(candidates: Candidates, pool: Pool, probabilities: np.ndarray, fine: Partition,
+                       estimates: np.ndarray, centres_xyz: np.ndarray | None = None) -> np.ndarray:
+    """(candidates, len(FEATURES)) evidence matrix for one photo (`probabilities` over the fine cells,
+    `estimates` from `baselines`)."""
+    n = len(candidates)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    centres_xyz = latlon_to_xyz(fine.lat, fine.lon) if centres_xyz is None else centres_xyz
+    top = int(np.argmax(probabilities))
+    cells = fine.lookup(candidates.lat, candidates.lon)
+    cell_p = np.where(cells >= 0, probabilities[np.clip(cells, 0, None)], 0.0)
+    pool_max = float(pool.scores.max()) if len(pool) else 0.0
+    size = np.array([len(m) for m in candidates.members], dtype=float)
+    max_sim = np.array([pool.scores[m].max() if len(m) else 0.0 for m in candidates.members])
+    mean_sim = np.array([pool.scores[m].mean() if len(m) else 0.0 for m in candidates.members])
+    xyz = latlon_to_xyz(candidates.lat, candidates.lon)
+    mass = [(_within(xyz, centres_xyz, r) * probabilities[None, :]).sum(axis=1) for r in MASS_RADII_KM]
+    weights = np.clip(pool.scores, 0.0, None)
+    if len(pool) and weights.sum() > 0:
+        pool_xyz = latlon_to_xyz(pool.lat, pool.lon)
+        share = [(_within(xyz, pool_xyz, r) * weights[None, :]).sum(axis=1) / weights.sum() for r in MASS_RADII_KM]
+    else:
+        share = [np.zeros(n) for _ in MASS_RADII_KM]
+    to_baselines = [np.log1p(haversine_km(candidates.lat, candidates.lon, b_lat, b_lon)) for b_lat, b_lon in estimates]
+    columns = [np.log1p(size), max_sim, mean_sim, max_sim - pool_max, (cells == top).astype(float),
+               np.log(np.maximum(cell_p, _MIN_P)), *mass, *share, *to_baselines, candidates.is_centre.astype(float),
+               np.full(n, probabilities[top]), np.full(n, pool_max)]
+    return np.stack(columns, axis=1)
+
+
+@dataclass(frozen=True)
+class Logistic:
+    """P(y = 1 | x) = σ(((x - mean) / scale) · coef + intercept)."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        z = ((np.asarray(x, float) - self.mean) / self.scale) @ self.coef + self.intercept
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+
+
+@dataclass(frozen=True)
+class Monotone:
+    """A non-decreasing piecewise-linear map (an isotonic regression's breakpoints), clipped at both ends."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+    def __call__(self, value: np.ndarray | float) -> np.ndarray:
+        return np.interp(value, self.x, self.y)
+
+
+@dataclass(frozen=True)
+class LinearQuantile:
+    """A linear model of a quantile of log(1 + error km), on standardised features."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return ((np.asarray(x, float) - self.mean) / self.scale) @ self.coef + self.intercept
+
+
+@dataclass(frozen=True)
+class Choice:
+    index: int
+    probabilities: dict[float, float]  # raw P(error < t km) of the chosen candidate
+    confidence: float
+    radius_km: float
+
+
+@dataclass(frozen=True)
+class FusionModel:
+    k: int
+    cells: int
+    eps_km: float
+    refine_km: float
+    scorers: dict[float, Logistic]
+    confidence: Monotone
+    radius: LinearQuantile
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def choose(self, features: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> Choice:
+        """The chosen candidate (two stages, see the module), its confidence and radius."""
+        probabilities = {t: scorer(features) for t, scorer in self.scorers.items()}
+        best = select(probabilities, lat, lon, self.refine_km)
+        raw = {t: float(p[best]) for t, p in probabilities.items()}
+        confidence = float(np.clip(self.confidence(raw[CONFIDENCE_KM]), 0.0, 1.0))
+        radius = float(np.expm1(max(float(self.radius(radius_inputs(features[best:best + 1], confidence))[0]), 0.0)))
+        return Choice(best, raw, confidence, max(radius, 0.1))
+
+    def to_json(self) -> dict:
+        def arrays(obj: Any) -> dict:
+            return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in vars(obj).items()}
+        return {"format": FORMAT, "features": list(FEATURES), "k": self.k, "cells": self.cells, "eps_km": self.eps_km,
+                "refine_km": self.refine_km,
+                "scorers": [{"threshold_km": t, **arrays(s)} for t, s in self.scorers.items()],
+                "confidence": arrays(self.confidence), "radius": arrays(self.radius), "info": self.info}
+
+    @classmethod
+    def from_json(cls, data: dict) -> FusionModel:
+        if data.get("format") != FORMAT or data.get("features") != list(FEATURES):
+            raise ValueError("fusion model of another format or feature set")
+
+        def build(kind: type, entry: dict) -> Any:
+            return kind(**{k: (np.asarray(v, float) if isinstance(v, list) else v) for k, v in entry.items()})
+        scorers = {float(e["threshold_km"]): build(Logistic, {k: v for k, v in e.items() if k != "threshold_km"})
+                   for e in data["scorers"]}
+        return cls(int(data["k"]), int(data["cells"]), float(data["eps_km"]), float(data["refine_km"]), scorers,
+                   build(Monotone, data["confidence"]), build(LinearQuantile, data["radius"]), data.get("info", {}))
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=1, sort_keys=True)
+
+
+def select(probabilities: dict[float, np.ndarray], lat: np.ndarray, lon: np.ndarray, refine_km: float) -> int:
+    """Index of the chosen candidate: the best region by Σ_t P_t, then the best place in it by the finer P_t."""
+    region = int(np.argmax(np.sum(list(probabilities.values()), axis=0)))
+    finer = [p for t, p in probabilities.items() if t < refine_km]
+    if not finer:
+        return region
+    near = haversine_km(lat[region], lon[region], lat, lon) < refine_km
+    return int(np.argmax(np.where(near, np.sum(finer, axis=0), -np.inf)))
+
+
+def radius_inputs(features: np.ndarray, confidence: np.ndarray | float) -> np.ndarray:
+    """What the radius model sees: the chosen candidate's evidence and its calibrated confidence (as a logit)."""
+    c = np.clip(np.broadcast_to(np.asarray(confidence, float), (len(features),)), 1e-4, 1 - 1e-4)
+    return np.column_stack([features, np.log(c / (1 - c))])

@@ -1,0 +1,151 @@
+"""The fused method: its pieces against independent oracles, and its choices in constructed cases."""
+
+import math
+
+import numpy as np
+import pytest
+from sklearn.cluster import DBSCAN
+
+from locator.api import Locator
+from locator.bundle import Bundle
+from locator.fusion import (FEATURES, MASS_RADII_KM, FusionModel, Pool, baselines, candidate_features,
+                            make_candidates, select)
+from locator.geo import haversine_km
+from locator.store import cell_field, open_store, point_id, token_field
+from tests.locator.located_world import build
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return build(tmp_path_factory.mktemp("fusion"))
+
+
+def test_pool_keeps_each_reference_once_with_its_best_score():
+    a = (np.array([5, 7, -1]), np.array([0.9, 0.5, np.nan]), np.array([1.0, 2.0, np.nan]), np.array([1.0, 2.0, np.nan]))
+    b = (np.array([7, 9]), np.array([0.8, 0.1]), np.array([2.0, 3.0]), np.array([2.0, 3.0]))
+    pool = Pool.merge(a, b)
+    assert pool.ids.tolist() == [5, 7, 9] and pool.scores.tolist() == [0.9, 0.8, 0.1]
+
+
+def test_candidates_are_dbscan_clusters_plus_the_classifier_estimate():
+    rng = np.random.default_rng(0)
+    centres = np.array([[48.85, 2.35], [48.86, 2.36], [40.7, -74.0]])
+    pick = rng.integers(0, 3, 25)
+    lat, lon = centres[pick, 0] + rng.normal(0, 0.002, 25), centres[pick, 1] + rng.normal(0, 0.002, 25)
+    pool = Pool(np.arange(25), np.sort(rng.uniform(0, 1, 25))[::-1], lat, lon)
+    candidates = make_candidates(pool, 10.0, 20.0)
+    labels = DBSCAN(eps=1 / 6371.0, min_samples=1, metric="haversine").fit(np.radians(np.c_[lat, lon])).labels_
+    ours = sorted(tuple(sorted(m.tolist())) for m in candidates.members[:-1])
+    theirs = sorted(tuple(np.flatnonzero(labels == label).tolist()) for label in set(labels))
+    assert ours == theirs
+    assert (candidates.lat[-1], candidates.lon[-1]) == (10.0, 20.0) and candidates.is_centre.tolist()[-1]
+
+
+def test_features_match_brute_force_sums(world):
+    fine = Bundle.load(world["bundle_dir"]).partitions[-1]
+    rng = np.random.default_rng(1)
+    pool = Pool(np.arange(8), np.sort(rng.uniform(0.1, 0.9, 8))[::-1], rng.uniform(-60, 60, 8), rng.uniform(-170, 170, 8))
+    candidates = make_candidates(pool, 0.0, 0.0)
+    probabilities = rng.dirichlet(np.ones(len(fine)))
+    estimates = baselines((pool.ids, pool.scores, pool.lat, pool.lon), (pool.ids, pool.scores, pool.lat, pool.lon),
+                          (0.0, 0.0))
+    x = candidate_features(candidates, pool, probabilities, fine, estimates)
+    for c in range(len(candidates)):
+        to_cells = [haversine_km(candidates.lat[c], candidates.lon[c], fine.lat[i], fine.lon[i]) for i in range(len(fine))]
+        to_pool = [haversine_km(candidates.lat[c], candidates.lon[c], pool.lat[i], pool.lon[i]) for i in range(8)]
+        for r in MASS_RADII_KM:
+            mass = sum(p for p, d in zip(probabilities, to_cells) if d < r)
+            share = sum(s for s, d in zip(pool.scores, to_pool) if d < r) / pool.scores.sum()
+            assert x[c, FEATURES.index(f"cell_mass_{r:g}km")] == pytest.approx(mass, abs=1e-9)
+            assert x[c, FEATURES.index(f"neighbour_share_{r:g}km")] == pytest.approx(share, abs=1e-9)
+        members = candidates.members[c]
+        assert x[c, FEATURES.index("max_sim")] == (pool.scores[members].max() if len(members) else 0.0)
+        expected_gap = math.log1p(haversine_km(candidates.lat[c], candidates.lon[c], 0.0, 0.0))
+        assert x[c, FEATURES.index("log_km_to_classifier")] == pytest.approx(expected_gap)
+
+
+def test_the_choice_takes_the_region_then_the_most_precise_place_in_it():
+    lat, lon = np.array([0.0, 0.0, 30.0]), np.array([0.0, 1.0, 0.0])  # 0 and 1 are 111 km apart; 2 is far
+    probabilities = {25.0: np.array([0.05, 0.30, 0.0]), 750.0: np.array([0.9, 0.2, 0.95])}
+    # Σ P: candidate 0 (0.95), 1 (0.5), 2 (0.95): the region of 0 (first best); within 750 km, 1 is finer.
+    assert select(probabilities, lat, lon, 750.0) == 1
+    assert select(probabilities, lat, lon, 50.0) == 0
+
+
+def test_model_survives_its_json(world):
+    model = Bundle.load(world["bundle_dir"]).fusion
+    again = FusionModel.from_json(model.to_json())
+    x = np.random.default_rng(2).normal(size=(6, len(FEATURES)))
+    lat, lon = np.linspace(-50, 50, 6), np.linspace(-100, 100, 6)
+    assert model.choose(x, lat, lon) == again.choose(x, lat, lon)
+
+
+def _constructed_store(world, tmp_path, points):
+    """An Edge store for the world's bundle holding `points`: (embedding, lat, lon) triples."""
+    bundle = Bundle.load(world["bundle_dir"])
+    fine = bundle.partitions[-1]
+    store = open_store(f"edge:{tmp_path / 'store'}", bundle.collection_spec())
+    ids, vectors, payloads = [], [], []
+    for k, (vector, lat, lon) in enumerate(points):
+        cell = int(fine.lookup([lat], [lon])[0])
+        ids.append(point_id("constructed", str(k)))
+        vectors.append(vector / np.linalg.norm(vector))
+        payloads.append({cell_field(0): cell, token_field(0): fine.tokens[cell] if cell >= 0 else "", "lat": lat,
+                         "lon": lon, "photo_id": str(k), "owner": "o", "source": "constructed", "image": "",
+                         "ingest_time": "test"})
+    store.upsert(ids, np.array(vectors), payloads)
+    return bundle, store
+
+
+def _query(world):
+    with Locator.load(world["bundle_dir"], device="cpu") as locator:
+        encoded = locator.encode([world["queries"][0].image])
+        _, probabilities = locator.encoder.classify(encoded.features)
+    return encoded.embeddings[0], probabilities[0]
+
+
+def _point_in_cell(fine, cell, km):
+    """A point `km` north of the cell's centre, still inside the cell (closer if needed)."""
+    for distance in (km, km / 2, km / 4, km / 8):
+        lat = float(fine.lat[cell]) + distance / 111.2
+        if fine.lookup([lat], [float(fine.lon[cell])])[0] == cell:
+            return lat, float(fine.lon[cell])
+    raise AssertionError("cell too small")
+
+
+def _near(embedding, rng, noise=0.01):
+    return embedding + rng.normal(0, noise / np.sqrt(len(embedding)), len(embedding))
+
+
+def test_fused_equals_swc_when_retrieval_finds_nothing_better(world, tmp_path):
+    embedding, probabilities = _query(world)
+    rng = np.random.default_rng(3)
+    fine = Bundle.load(world["bundle_dir"]).partitions[-1]
+    best = int(np.argmax(probabilities))
+    x_lat, x_lon = _point_in_cell(fine, best, 3.0)
+    elsewhere = [(rng.normal(size=len(embedding)), float(fine.lat[c]), float(fine.lon[c]))
+                 for c in range(len(fine)) if c != best]
+    bundle, store = _constructed_store(world, tmp_path, [(_near(embedding, rng), x_lat, x_lon)] * 6 + elsewhere)
+    locator = Locator(bundle, store, device="cpu")
+    swc, fused = (locator.locate([world["queries"][0].image], method=m)[0] for m in ("swc", "fused"))
+    locator.close()
+    assert haversine_km(swc.lat, swc.lon, x_lat, x_lon) < 0.01
+    assert haversine_km(fused.lat, fused.lon, swc.lat, swc.lon) * 1000 < 1.0
+    assert 0.0 <= fused.confidence <= 1.0 and fused.radius_km > 0
+
+
+def test_fused_picks_near_duplicates_outside_the_predicted_cell(world, tmp_path):
+    embedding, probabilities = _query(world)
+    rng = np.random.default_rng(4)
+    fine = Bundle.load(world["bundle_dir"]).partitions[-1]
+    best, worst = int(np.argmax(probabilities)), int(np.argmin(probabilities))
+    y_lat, y_lon = float(fine.lat[worst]), float(fine.lon[worst])
+    inside = [(rng.normal(size=len(embedding)), *_point_in_cell(fine, best, 0.5 * k)) for k in range(1, 9)]
+    bundle, store = _constructed_store(world, tmp_path, [(_near(embedding, rng), y_lat, y_lon)] * 6 + inside)
+    locator = Locator(bundle, store, device="cpu")
+    swc, fused = (locator.locate([world["queries"][0].image], method=m)[0] for m in ("swc", "fused"))
+    locator.close()
+    assert haversine_km(swc.lat, swc.lon, y_lat, y_lon) > 100
+    assert haversine_km(fused.lat, fused.lon, y_lat, y_lon) < 1.0
+    assert fused.note == "a retrieved cluster outside the classifier's most probable cell"
+    assert fused.neighbours[0].similarity > 0.9

@@ -1,0 +1,344 @@
+"""Fitting the fused method's model (locator.fusion) on held-out training photos only.
+
+The training photos are split by owner. On the larger part, a head of the bundle's default kind and (when the
+bundle has one) an RRM are trained again with the bundle's own settings, so that the held-out photos are as new
+to them as an evaluation photo is to the real models. The larger part's placeable photos are the reference
+collection; each held-out photo is classified and searched against it exactly (within its best cell, within its
+best `cells` cells, and globally), and every candidate location gets its evidence and its true error. Logistic
+scorers per distance threshold are fitted on all candidates; the confidence calibration and the radius model
+are fitted on out-of-fold choices (folds grouped by owner). No evaluation set is ever read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from locator.bundle import Bundle
+from locator.encoder import PhotoEncoder
+from locator.errors import DataError
+from locator.feature_cache import group_ids
+from locator.fusion import (BASELINES, CONFIDENCE_KM, FEATURES, THRESHOLDS_KM, FusionModel, LinearQuantile, Logistic,
+                            Monotone, Pool, baselines, candidate_features, found, make_candidates, radius_inputs,
+                            select)
+from locator.geo import haversine_km, latlon_to_xyz
+from locator.heads import Head
+from locator.rrm import embed
+from locator.settings import from_mapping
+from locator.store import VectorStore
+from training.batches import TrainingRows
+from training.heads import train_head
+from training.placeable import predicted_cells
+from training.rrm import train_rrm
+from training.settings import FusionSettings, HeadSettings, RRMSettings
+
+MIN_CLASS_ROWS = 5  # a threshold's scorer needs this many candidates on each side
+
+
+@dataclass
+class CalibrationSet:
+    """Every candidate of every held-out photo: evidence, true error, photo index and owner group."""
+
+    features: np.ndarray
+    errors_km: np.ndarray
+    lat: np.ndarray  # candidate locations
+    lon: np.ndarray
+    query: np.ndarray
+    groups: np.ndarray
+    baselines: dict[str, np.ndarray]  # per photo: error of swc, retrieval and classifier estimates
+    references: int
+
+
+class ReferenceIndex:
+    """Exact search over in-memory reference embeddings, optionally restricted to fine cells."""
+
+    def __init__(self, embeddings: np.ndarray, lat: np.ndarray, lon: np.ndarray, cells: np.ndarray) -> None:
+        self.embeddings, self.lat, self.lon, self.cells = embeddings, lat, lon, cells
+
+    def search(self, queries: np.ndarray, allowed: list[np.ndarray] | None, k: int):
+        queries = queries.astype(np.float32)
+        scores = np.concatenate([queries @ self.embeddings[s:s + 65_536].astype(np.float32).T
+                                 for s in range(0, len(self.embeddings), 65_536)], axis=1)
+        if allowed is not None:
+            inside = np.stack([np.isin(self.cells, a) for a in allowed])
+            scores = np.where(inside, scores, -np.inf)
+        k = min(k, scores.shape[1])
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        best = np.take_along_axis(scores, top, axis=1)
+        ids = np.where(np.isfinite(best), top, -1)
+        return ids, best, self.lat[np.clip(ids, 0, None)], self.lon[np.clip(ids, 0, None)]
+
+
+class StoreIndex:
+    """The collection itself as the reference index, each query's own point left out (leave-one-out)."""
+
+    def __init__(self, store: VectorStore, own_ids: np.ndarray) -> None:
+        self.store, self.own_ids = store, np.asarray(own_ids, dtype=np.int64)
+
+    def search(self, queries: np.ndarray, allowed: list[np.ndarray] | None, k: int):
+        cells = [[int(c) for c in a] for a in allowed] if allowed is not None else None
+        hits = self.store.search(queries, cells, k=k + 1, exact=allowed is None)
+        keep = hits.ids != self.own_ids[:, None]
+        order = np.argsort(~keep, axis=1, kind="stable")[:, :k]  # own point (if found) moves to the end
+        ids = np.where(np.take_along_axis(keep, order, 1), np.take_along_axis(hits.ids, order, 1), -1)
+        return (ids, *(np.take_along_axis(a, order, 1) for a in (hits.scores, hits.lat, hits.lon)))
+
+
+def collection_set(bundle: Bundle, store: VectorStore, training_sources: set[str], settings: FusionSettings,
+                   device: torch.device | None = None, progress: bool = True) -> CalibrationSet | None:
+    """Reference photos added from sources the models never trained on, each located against the rest of the
+    collection (the case of a grown collection); None when the collection holds no such photo."""
+    ids = store.all_ids()
+    payloads = {}
+    for s in range(0, len(ids), 10_000):
+        payloads.update(store.payloads(ids[s:s + 10_000]))
+    added = np.array(sorted(i for i, p in payloads.items() if p.get("source") not in training_sources), np.int64)
+    if not len(added):
+        return None
+    if len(added) > settings.max_queries:
+        added = np.sort(np.random.default_rng(settings.seed).choice(added, settings.max_queries, replace=False))
+    encoder = PhotoEncoder(bundle, device)
+    parts, used = [], []
+    for s in tqdm(range(0, len(added), 64), desc="fusion: added references", unit="batch", disable=not progress):
+        chunk = added[s:s + 64]
+        encoded = encoder.encode_photos([payloads[int(i)].get("image", "") for i in chunk])
+        ok = encoded.ok
+        if not ok.any():
+            continue
+        chunk = chunk[ok]
+        lat = np.array([payloads[int(i)]["lat"] for i in chunk])
+        lon = np.array([payloads[int(i)]["lon"] for i in chunk])
+        parts.append(_calibrate_chunk(bundle.default_head, StoreIndex(store, chunk), encoded.features[ok], lat, lon,
+                                      bundle.retrieval_rrm, bundle.partitions[-1], settings))
+        used.append(chunk)
+    if not parts:
+        return None
+    used_ids = np.concatenate(used)
+    return _from_chunks(parts, group_ids([str(payloads[int(i)].get("owner", i)) for i in used_ids]),
+                        references=len(ids))
+
+
+def _settings_from(config: dict, cls: type):
+    names = {f.name for f in dataclasses.fields(cls)}
+    return from_mapping(cls, {k: v for k, v in (config or {}).items() if k in names}, "the bundle's training record")
+
+
+def retrain_head(bundle: Bundle, data: TrainingRows, device: torch.device | None = None) -> Head:
+    """A head of the bundle's default kind, trained like the bundle's on `data.usable` only."""
+    kind = bundle.default_head.kind
+    heads = bundle.config["heads"]
+    init = None
+    if kind == "mvmf" and heads["mvmf"]["training"].get("init_from_ce") and "ce" in heads:
+        init, _ = train_head("ce", data, bundle.partitions, _settings_from(heads["ce"]["training"], HeadSettings),
+                             device=device, progress=False)
+    head, _ = train_head(kind, data, bundle.partitions, _settings_from(heads[kind]["training"], HeadSettings),
+                         init_from=init, device=device, progress=False)
+    return head
+
+
+def owner_folds(groups: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
+    """Fold of each row: owners shuffled with `seed`, each (largest first) given to the smallest fold so far."""
+    owners, inverse, sizes = np.unique(groups, return_inverse=True, return_counts=True)
+    order = np.random.default_rng(seed).permutation(len(owners))
+    order = order[np.argsort(-sizes[order], kind="stable")]
+    load, fold_of = np.zeros(folds, dtype=np.int64), np.zeros(len(owners), dtype=np.int64)
+    for owner in order:
+        fold_of[owner] = int(np.argmin(load))
+        load[fold_of[owner]] += sizes[owner]
+    return fold_of[inverse]
+
+
+def calibration_set(bundle: Bundle, data: TrainingRows, settings: FusionSettings, device: torch.device | None = None,
+                    progress: bool = True) -> CalibrationSet:
+    """Each owner-grouped fold in turn is held out and located against models retrained on the other folds."""
+    folds = np.full(len(data), -1, dtype=np.int64)
+    folds[data.usable] = owner_folds(data.groups[data.usable], settings.folds, settings.seed)
+    if len(set(folds[data.usable].tolist())) < 2:
+        raise DataError(f"too few owners ({len(np.unique(data.groups[data.usable]))}) to hold any out for the "
+                        "fusion model")
+    rng = np.random.default_rng(settings.seed)
+    per_fold = max(1, settings.max_queries // settings.folds)
+    parts = []
+    for fold in tqdm(range(settings.folds), desc="fusion: folds", unit="fold", disable=not progress):
+        held = np.flatnonzero(folds == fold)
+        if len(held) > per_fold:
+            held = np.sort(rng.choice(held, per_fold, replace=False))
+        fit = np.flatnonzero((folds >= 0) & (folds != fold))
+        parts.append(_calibrate_fold(bundle, dataclasses.replace(data, usable=fit), held, settings, device))
+    return merge(parts)
+
+
+def _calibrate_fold(bundle: Bundle, fit: TrainingRows, held: np.ndarray, settings: FusionSettings,
+                    device: torch.device | None) -> CalibrationSet:
+    fine = bundle.partitions[-1]
+    cells = fine.lookup(fit.lat, fit.lon)
+    head = retrain_head(bundle, fit, device)
+    rrm = None
+    if bundle.retrieval_space == "rrm":
+        rrm_settings = _settings_from(bundle.config["rrm"]["training"], RRMSettings)
+        rrm, _ = train_rrm(fit, cells, dataclasses.replace(rrm_settings, space="rrm"), device=device, progress=False)
+    predicted = predicted_cells(head, fit, fit.usable)
+    refs = fit.usable[(predicted == cells[fit.usable]) & (cells[fit.usable] >= 0)]
+    if not len(refs):
+        raise DataError("no training photo is placeable by the retrained head: too few photos for the fusion model")
+    index = ReferenceIndex(_embed_rows(rrm, fit, refs), fit.lat[refs], fit.lon[refs], cells[refs])
+    parts = [_calibrate_chunk(head, index, fit.gather(held[s:s + 256]).astype(np.float32), fit.lat[held[s:s + 256]],
+                              fit.lon[held[s:s + 256]], rrm, fine, settings) for s in range(0, len(held), 256)]
+    return _from_chunks(parts, fit.groups[held], len(refs))
+
+
+def _from_chunks(parts: list, groups: np.ndarray, references: int) -> CalibrationSet:
+    offsets = np.cumsum([0] + [len(p[2]) for p in parts])
+    return CalibrationSet(
+        features=np.concatenate([p[0] for p in parts]), errors_km=np.concatenate([p[1] for p in parts]),
+        lat=np.concatenate([p[5] for p in parts]), lon=np.concatenate([p[6] for p in parts]),
+        query=np.concatenate([p[3] + offsets[i] for i, p in enumerate(parts)]),
+        groups=groups, baselines={name: np.concatenate([p[4][name] for p in parts]) for name in BASELINES},
+        references=references)
+
+
+def merge(sets: list[CalibrationSet]) -> CalibrationSet:
+    offsets = np.cumsum([0] + [len(s.groups) for s in sets])
+    return CalibrationSet(
+        features=np.concatenate([s.features for s in sets]), errors_km=np.concatenate([s.errors_km for s in sets]),
+        lat=np.concatenate([s.lat for s in sets]), lon=np.concatenate([s.lon for s in sets]),
+        query=np.concatenate([s.query + o for s, o in zip(sets, offsets)]),
+        groups=np.concatenate([s.groups for s in sets]),
+        baselines={name: np.concatenate([s.baselines[name] for s in sets]) for name in BASELINES},
+        references=int(np.mean([s.references for s in sets])))
+
+
+def _embed_rows(rrm, data: TrainingRows, rows: np.ndarray) -> np.ndarray:
+    return np.concatenate([embed(rrm, data.gather(rows[s:s + 8192]).astype(np.float32))
+                           for s in range(0, len(rows), 8192)]).astype(np.float16)
+
+
+@torch.inference_mode()
+def _calibrate_chunk(head: Head, index: ReferenceIndex, features: np.ndarray, lat: np.ndarray, lon: np.ndarray,
+                     rrm, fine, settings: FusionSettings):
+    x = torch.from_numpy(np.asarray(features, np.float32))
+    probabilities = head.cell_probabilities(x).numpy().astype(np.float64)
+    prediction = head.predict(x)
+    ranked = np.argsort(-probabilities, axis=1, kind="stable")
+    queries = embed(rrm, features)
+    searches = [index.search(queries, [r[:1] for r in ranked], settings.k),
+                index.search(queries, [r[:settings.cells] for r in ranked], settings.k),
+                index.search(queries, None, settings.k)]
+    centres = latlon_to_xyz(fine.lat, fine.lon)
+    rows, errors, sizes, query, c_lat, c_lon = [], [], [], [], [], []
+    paper: dict[str, list[float]] = {name: [] for name in BASELINES}
+    for j in range(len(features)):
+        row = [(s[0][j], s[1][j], s[2][j], s[3][j]) for s in searches]
+        pool = Pool.merge(*row)
+        centre = (float(prediction.lat[j]), float(prediction.lon[j]))
+        candidates = make_candidates(pool, *centre, with_centre=not found(row[0]))
+        estimates = baselines(row[0], row[2], centre)
+        rows.append(candidate_features(candidates, pool, probabilities[j], fine, estimates, centres))
+        errors.append(haversine_km(lat[j], lon[j], candidates.lat, candidates.lon))
+        sizes.append(len(candidates))
+        c_lat.append(candidates.lat)
+        c_lon.append(candidates.lon)
+        query += [j] * len(candidates)
+        for name, error in zip(BASELINES, haversine_km(lat[j], lon[j], estimates[:, 0], estimates[:, 1])):
+            paper[name].append(float(error))
+    return (np.concatenate(rows), np.concatenate(errors), sizes, np.array(query),
+            {k: np.array(v) for k, v in paper.items()}, np.concatenate(c_lat), np.concatenate(c_lon))
+
+
+def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    return mean, np.where(scale > 1e-12, scale, 1.0)
+
+
+def fit_scorers(x: np.ndarray, errors: np.ndarray, c: float) -> dict[float, Logistic]:
+    """One logistic scorer P(error < t) per threshold with enough candidates on both sides."""
+    from sklearn.linear_model import LogisticRegression
+    mean, scale = _standardise(x)
+    scorers = {}
+    for t in THRESHOLDS_KM:
+        y = errors < t
+        if min(y.sum(), (~y).sum()) < MIN_CLASS_ROWS:
+            if t == CONFIDENCE_KM:
+                raise DataError(f"{int(y.sum())} of {len(y)} held-out candidates lie within {t:g} km of the truth: "
+                                f"too few to fit the fusion model's confidence (need {MIN_CLASS_ROWS} on each side)")
+            continue
+        model = LogisticRegression(C=c, max_iter=2000).fit((x - mean) / scale, y)
+        scorers[t] = Logistic(mean, scale, model.coef_[0].copy(), float(model.intercept_[0]))
+    return scorers
+
+
+@dataclass
+class Choices:
+    """Out-of-fold choices per held-out photo: index of the chosen candidate row, raw P(<25 km), errors."""
+
+    rows: np.ndarray
+    p_confidence: np.ndarray
+    errors_km: np.ndarray
+
+
+def out_of_fold_choices(data: CalibrationSet, settings: FusionSettings) -> Choices:
+    from sklearn.model_selection import GroupKFold
+    photos = len(data.groups)
+    folds = min(settings.scorer_folds, len(set(data.groups.tolist())))
+    rows, p_conf = np.zeros(photos, np.int64), np.zeros(photos)
+    for train, test in GroupKFold(n_splits=folds).split(np.zeros(photos), groups=data.groups):
+        in_train = np.isin(data.query, train)
+        scorers = fit_scorers(data.features[in_train], data.errors_km[in_train], settings.c)
+        for q in test:
+            candidates = np.flatnonzero(data.query == q)
+            probabilities = {t: s(data.features[candidates]) for t, s in scorers.items()}
+            best = candidates[select(probabilities, data.lat[candidates], data.lon[candidates], settings.refine_km)]
+            rows[q], p_conf[q] = best, scorers[CONFIDENCE_KM](data.features[best:best + 1])[0]
+    return Choices(rows, p_conf, data.errors_km[rows])
+
+
+def fit_confidence(choices: Choices) -> Monotone:
+    from sklearn.isotonic import IsotonicRegression
+    success = (choices.errors_km < CONFIDENCE_KM).astype(float)
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(choices.p_confidence, success)
+    return Monotone(np.asarray(iso.X_thresholds_, float), np.asarray(iso.y_thresholds_, float))
+
+
+def fit_radius(data: CalibrationSet, choices: Choices, confidence: Monotone) -> LinearQuantile:
+    from sklearn.linear_model import QuantileRegressor
+    x = radius_inputs(data.features[choices.rows], confidence(choices.p_confidence))
+    mean, scale = _standardise(x)
+    model = QuantileRegressor(quantile=0.5, alpha=1e-3, solver="highs").fit((x - mean) / scale,
+                                                                           np.log1p(choices.errors_km))
+    return LinearQuantile(mean, scale, model.coef_.copy(), float(model.intercept_))
+
+
+def fit_fusion(bundle: Bundle, rows: TrainingRows, settings: FusionSettings = FusionSettings(),
+               device: str | torch.device | None = None, progress: bool = True,
+               collection: CalibrationSet | None = None) -> tuple[FusionModel, dict]:
+    """Fit the fused method's model on held-out training photos (and, when given, on references of a grown
+    collection located against the rest of it); returns it and a report."""
+    training = calibration_set(bundle, rows, settings, device, progress)
+    data = merge([training, collection]) if collection is not None else training
+    choices = out_of_fold_choices(data, settings)
+    confidence = fit_confidence(choices)
+    radius = fit_radius(data, choices, confidence)
+    scorers = fit_scorers(data.features, data.errors_km, settings.c)
+    report = _report(data, choices, confidence, radius, settings)
+    report["collection_queries"] = len(collection.groups) if collection is not None else 0
+    model = FusionModel(settings.k, settings.cells, 1.0, settings.refine_km, scorers, confidence, radius, report)
+    return model, report
+
+
+def _report(data: CalibrationSet, choices: Choices, confidence: Monotone, radius: LinearQuantile,
+            settings: FusionSettings) -> dict:
+    photos = len(data.groups)
+    rows = {name: {f"{t:g} km": float(np.mean(errors < t)) for t in THRESHOLDS_KM}
+            for name, errors in {"fused (out of fold)": choices.errors_km, **data.baselines}.items()}
+    predicted = np.expm1(radius(radius_inputs(data.features[choices.rows], confidence(choices.p_confidence))))
+    return {"settings": dataclasses.asdict(settings), "held_out_photos": photos, "references": data.references,
+            "owners": len(set(data.groups.tolist())), "candidates": len(data.errors_km),
+            "positives": {f"{t:g} km": int((data.errors_km < t).sum()) for t in THRESHOLDS_KM},
+            "accuracy_on_held_out": rows,
+            "share_within_radius": float(np.mean(choices.errors_km < np.maximum(predicted, 0.1))),
+            "features": list(FEATURES)}
+
