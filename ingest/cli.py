@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from ingest.settings import IngestSettings
+from ingest.sources import IngestSource
 from locator.errors import GeolocError
 from locator.settings import add_arguments, from_args
 
@@ -18,10 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="geoloc-ingest", description="Embed photos into the background collection.")
     parser.add_argument("--bundle", required=True, type=Path, help="model bundle folder")
     parser.add_argument("--store", default=None, help="edge:DIR or http://host:6333/collection (default: $GEOLOC_STORE)")
-    parser.add_argument("--data", help="manifest CSV, benchmark CSV (IMG_ID,AUTHOR,LAT,LON,…) or EXIF-GPS folder")
-    parser.add_argument("--images", help="folder that benchmark IMG_IDs are relative to")
-    parser.add_argument("--mp16-shards", nargs="+", help="MP16 msgpack shards ({'id', 'image'} records)")
-    parser.add_argument("--mp16-metadata", help="MP16 metadata CSV (IMG_ID,AUTHOR,LAT,LON,…)")
+    add_arguments(parser, IngestSource)
+    parser.add_argument("--mp16-shards", nargs="+", default=(), help="MP16 msgpack shards ({'id', 'image'} records)")
     parser.add_argument("--placeable", dest="placeable_only", action="store_true", default=None,
                         help="same as --placeable-only")
     add_arguments(parser, IngestSettings)
@@ -31,11 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        from ingest.pipeline import run_ingest
-        from ingest.sources import list_rows
         settings = from_args(IngestSettings, args)
-        rows = list_rows(args.data, args.images, args.mp16_shards, args.mp16_metadata)
-        summary = run_ingest(args.bundle, args.store, rows, settings)
+        source = from_args(IngestSource, args, mp16_shards=tuple(args.mp16_shards))
+        source.check()
+        from ingest.pipeline import run_ingest
+        summary = run_ingest(args.bundle, args.store, source, settings)
     except GeolocError as exc:
         print(f"geoloc-ingest: error: {exc}", file=sys.stderr)
         return 2

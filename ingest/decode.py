@@ -9,24 +9,23 @@ from locator.images import ImageLoadError, load_image
 
 
 def decode_batch(batch: dict[str, np.ndarray], preprocessing: dict) -> dict[str, np.ndarray]:
-    """For `map_batches` tasks (batch_format="numpy"): adds `pixels` (bytes), `height`, `width`, `error`."""
+    """For `map_batches` tasks (batch_format="numpy"): adds `pixels` (bytes), `height`, `width`; a photo that
+    cannot be read gets its reason in `status`. Rows with a status are passed on without decoding."""
     resize = Preprocessing.from_json(preprocessing).resized
-    pixels, heights, widths, errors = [], [], [], []
-    encoded = batch.get("data")
-    for row, image in enumerate(batch["image"]):
+    n = len(batch["image"])
+    pixels, heights, widths = [b""] * n, np.zeros(n, np.int64), np.zeros(n, np.int64)
+    status = np.array(batch["status"], dtype=object)
+    for row in range(n):
+        if status[row]:
+            continue
+        encoded = batch["data"][row]
+        source = bytes(encoded) if encoded is not None and len(encoded) else str(batch["image"][row])
         try:
-            source = bytes(encoded[row]) if encoded is not None else str(image)
-            resized = resize(load_image(source, name=str(image)))
-            pixels.append(np.asarray(resized, dtype=np.uint8).tobytes())
-            widths.append(resized.width)
-            heights.append(resized.height)
-            errors.append("")
+            resized = resize(load_image(source, name=str(batch["image"][row])))
         except ImageLoadError as exc:
-            pixels.append(b"")
-            widths.append(0)
-            heights.append(0)
-            errors.append(f"unreadable: {exc}")
+            status[row] = f"unreadable: {exc}"
+            continue
+        pixels[row], widths[row], heights[row] = np.asarray(resized, np.uint8).tobytes(), resized.width, resized.height
     out = {k: v for k, v in batch.items() if k != "data"}
-    out.update(pixels=np.array(pixels, dtype=object), height=np.array(heights), width=np.array(widths),
-               error=np.array(errors, dtype=object))
+    out.update(pixels=np.array(pixels, dtype=object), height=heights, width=widths, status=status)
     return out

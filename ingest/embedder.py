@@ -1,6 +1,7 @@
 """Ray actor: embeds decoded photos with the bundle's backbone + RRM, assigns cells, judges placeability.
 
-One bundle load per actor. The device is the actor's: CUDA when Ray gave it a GPU, else the CPU.
+One bundle load per actor. The device is the actor's: CUDA when Ray gave it a GPU, else the CPU. Photos of a
+batch go through the backbone by shape bucket.
 """
 
 from __future__ import annotations
@@ -26,17 +27,14 @@ class Embedder:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(batch["image"])
-        ok = np.array([not e for e in batch["error"]], dtype=bool)
-        dim = self.bundle.embedding_dim
-        vectors = np.zeros((n, dim), dtype=np.float32)
-        levels = len(self.bundle.partitions)
-        cells = np.full((n, levels), -1, dtype=np.int64)
+        rows = np.flatnonzero([not s for s in batch["status"]])
+        vectors = np.zeros((n, self.bundle.embedding_dim), dtype=np.float32)
+        cells = np.full((n, len(self.bundle.partitions)), -1, dtype=np.int64)
         placeable = np.zeros(n, dtype=bool)
-        rows = np.flatnonzero(ok)
         if len(rows):
             tensors = [self._tensor(batch["pixels"][r], int(batch["height"][r]), int(batch["width"][r])) for r in rows]
             encoded = self.encoder.encode(tensors, classify=self.placeable_head is not None,
-                                          head_kind=self.placeable_head or None)
+                                          head_kind=self.placeable_head or None, batch_size=len(tensors))
             vectors[rows] = encoded.embeddings
             lat, lon = batch["lat"][rows].astype(float), batch["lon"][rows].astype(float)
             for level, partition in enumerate(self.bundle.partitions):

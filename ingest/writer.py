@@ -1,16 +1,20 @@
-"""The single writer: turns embedded batches into points, upserts them in batches and flushes periodically."""
+"""The writer: turns embedded batches into photo points, upserts them in batches and flushes periodically; rows
+that cannot become points go to the rejects CSV with the reason."""
 
 from __future__ import annotations
 
 import csv
 from collections import Counter
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
+from ingest.rows import STORED
 from locator.bundle import Bundle
-from locator.store import VectorStore, cell_field, point_id, token_field
+from locator.store import PhotoPoint, VectorStore
+from locator.store.point import utc_now
+
+NOT_PLACEABLE = "not placeable: the classifier puts it outside its true cell"
 
 
 class StoreWriter:
@@ -20,8 +24,7 @@ class StoreWriter:
                  flush_every: int = 20_000) -> None:
         self.store, self.bundle, self.placeable_only = store, bundle, placeable_only
         self.flush_every = flush_every
-        self.written = 0
-        self.embedded = 0
+        self.written = self.embedded = self.seen = self.already_stored = 0
         self.rejected: Counter[str] = Counter()
         self._since_flush = 0
         rejects_path.parent.mkdir(parents=True, exist_ok=True)
@@ -30,42 +33,38 @@ class StoreWriter:
         self._rejects.writerow(["image", "photo_id", "source", "reason"])
 
     def _reject(self, batch: dict, row: int, reason: str) -> None:
-        kind = reason.split(":", 1)[0]
-        self.rejected[kind] += 1
+        self.rejected[reason.split(":", 1)[0]] += 1
         self._rejects.writerow([batch["image"][row], batch["photo_id"][row], batch["source"][row], reason])
 
-    def _payload(self, batch: dict, row: int, now: str) -> dict:
-        payload = {"lat": float(batch["lat"][row]), "lon": float(batch["lon"][row]),
-                   "photo_id": str(batch["photo_id"][row]), "owner": str(batch["owner"][row]),
-                   "source": str(batch["source"][row]), "image": str(batch["image"][row]), "ingest_time": now}
-        for level, partition in enumerate(self.bundle.partitions):
-            cell = int(batch["cells"][row, level])
-            payload[cell_field(level)] = cell
-            payload[token_field(level)] = partition.tokens[cell] if cell >= 0 else ""
-        return payload
+    def _point(self, batch: dict, row: int, now: str) -> PhotoPoint:
+        return PhotoPoint.placed(batch["photo_id"][row], batch["source"][row], batch["lat"][row], batch["lon"][row],
+                                 self.bundle.partitions, owner=batch["owner"][row], image=batch["image"][row],
+                                 cells=[int(c) for c in batch["cells"][row]], now=now)
 
     def write(self, batch: dict) -> int:
-        """Handle one embedded batch; returns the number of photos it covered (written or rejected)."""
-        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        """Handle one embedded batch; returns the number of photos it covered."""
         keep = []
-        for row, error in enumerate(batch["error"]):
-            if error:
-                self._reject(batch, row, str(error))
-                continue
-            self.embedded += 1
-            if self.placeable_only and not batch["placeable"][row]:
-                self._reject(batch, row, "not placeable: the classifier puts it outside its true cell")
-                continue
-            keep.append(row)
+        for row, status in enumerate(batch["status"]):
+            self.seen += 1
+            if status == STORED:
+                self.already_stored += 1
+            elif status:
+                self._reject(batch, row, str(status))
+            elif self.placeable_only and not batch["placeable"][row]:
+                self.embedded += 1
+                self._reject(batch, row, NOT_PLACEABLE)
+            else:
+                self.embedded += 1
+                keep.append(row)
         if keep:
-            ids = [point_id(str(batch["source"][r]), str(batch["photo_id"][r])) for r in keep]
-            self.store.upsert(ids, np.asarray(batch["vector"])[keep], [self._payload(batch, r, now) for r in keep])
+            now = utc_now()
+            self.store.add([self._point(batch, r, now) for r in keep], np.asarray(batch["vector"])[keep])
             self.written += len(keep)
             self._since_flush += len(keep)
         if self._since_flush >= self.flush_every:
             self.flush()
         self._rejects_file.flush()
-        return len(batch["error"])
+        return len(batch["status"])
 
     def flush(self) -> None:
         self.store.flush()

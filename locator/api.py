@@ -24,6 +24,7 @@ from locator.store import VectorStore, open_store, store_location
 
 __all__ = ["EncodedPhotos", "LocateSettings", "Locator", "Neighbour", "Prediction"]
 _SETTING_NAMES = {f.name for f in dataclasses.fields(LocateSettings)}
+CHUNK = 1024  # photos read, embedded and located together
 
 
 def settings_with(settings: LocateSettings | None, options: dict[str, Any]) -> tuple[LocateSettings, dict]:
@@ -64,12 +65,15 @@ class Locator:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def encode(self, images: Iterable[ImageInput]) -> EncodedPhotos:
-        return self.encoder.encode_photos(list(images))
+    def encode(self, images: Iterable[ImageInput], batch_size: int | None = None) -> EncodedPhotos:
+        """Read and embed photos; `batch_size` photos of one shape go through the backbone together (default:
+        128 on a GPU, 4 on a CPU)."""
+        return self.encoder.encode_photos(list(images), batch_size)
 
-    def locate(self, images: Iterable[ImageInput], settings: LocateSettings | None = None, batch_size: int = 16,
-               evidence: bool = True, **options: Any) -> list[Prediction]:
-        """Predict where each photo was taken; photos are read and embedded `batch_size` at a time.
+    def locate(self, images: Iterable[ImageInput], settings: LocateSettings | None = None,
+               batch_size: int | None = None, evidence: bool = True, chunk: int = CHUNK,
+               **options: Any) -> list[Prediction]:
+        """Predict where each photo was taken; photos are read and embedded `chunk` at a time.
 
         Options are LocateSettings fields (`method`, `k`, `aggregation`, `head`, `top_cells`, `unsure_below`) or
         parameters of the aggregation (`eps_km` for dbscan, `bandwidth_km` for kde).
@@ -77,8 +81,9 @@ class Locator:
         settings, params = settings_with(settings, options)
         images = list(images)
         out: list[Prediction] = []
-        for start in range(0, len(images), batch_size):
-            out += self.predict(self.encode(images[start:start + batch_size]), settings, evidence, **params)
+        for start in range(0, len(images), chunk):
+            encoded = self.encode(images[start:start + chunk], batch_size)
+            out += self.predict(encoded, settings, evidence, **params)
         return out
 
     def predict(self, encoded: EncodedPhotos, settings: LocateSettings | None = None, evidence: bool = True,

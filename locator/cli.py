@@ -26,6 +26,7 @@ _CSV_COLUMNS = ["image", "lat", "lon", "ok", "error", "method", "cell_token", "c
 OUT_SUFFIXES = (".csv", ".geojson", ".json")
 MAP_SUFFIXES = (".html", ".htm")
 SHOWN_FAILURES = 5
+PROGRESS_CHUNK = 256
 EXIT_ERROR, EXIT_NONE_LOCATED = 2, 1
 
 
@@ -158,8 +159,10 @@ def _locate(args: argparse.Namespace) -> int:
     from locator.api import Locator
     with Locator.load(args.bundle, store=args.store, raw_features=args.raw_features) as locator:
         predictions: list[Prediction] = []
-        for start in tqdm(range(0, len(images), args.batch_size), desc="locate", unit="batch", file=sys.stderr):
-            predictions += locator.locate(images[start:start + args.batch_size], settings, args.batch_size)
+        with tqdm(total=len(images), desc="locate", unit="photo", file=sys.stderr) as bar:
+            for start in range(0, len(images), PROGRESS_CHUNK):
+                predictions += locator.locate(images[start:start + PROGRESS_CHUNK], settings, args.batch_size)
+                bar.update(len(images[start:start + PROGRESS_CHUNK]))
     write_predictions(out, predictions)
     if map_path:
         from locator.map_html import write_map
@@ -247,7 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     locate.add_argument("--title", default=None, help="title of the map page (default: geoloc locate)")
     add_arguments(locate, LocateSettings)
     locate.add_argument("--raw-features", default=None, help="feature cache of the background photos (--method raw)")
-    locate.add_argument("--batch-size", type=int, default=16, help="photos read and embedded together (default: 16)")
+    locate.add_argument("--batch-size", type=int, default=None,
+                        help="photos of one shape through the backbone together (default: 128 on a GPU, 4 on a CPU)")
     locate.set_defaults(run=_locate)
 
     evaluate = commands.add_parser("evaluate", help="Acc@km tables: of a predictions CSV, or of a bundle on a benchmark")
@@ -258,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--images", help="folder that benchmark IMG_IDs are relative to")
     evaluate.add_argument("--store", default=None, help="reference collection (default: $GEOLOC_STORE)")
     evaluate.add_argument("--raw-features", default=None, help="feature cache of the background photos (raw ablation)")
-    evaluate.add_argument("--batch-size", type=int, default=16, help="photos embedded together (default: 16)")
+    evaluate.add_argument("--batch-size", type=int, default=None,
+                          help="photos of one shape through the backbone together (default: 128 on a GPU, 4 on a CPU)")
     evaluate.add_argument("--markdown", help="write the table here too")
     evaluate.add_argument("--title", default="", help="heading for the markdown file")
     evaluate.add_argument("--json", help="where to write the metrics JSON (default: beside --markdown or --predictions)")

@@ -5,22 +5,18 @@ Used by the locator at query time and by the ingest actors, so both embed exactl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from locator.backbone import default_device, extract_features
+from locator.backbone import default_device, extract_features, stream_features
 from locator.bundle import Bundle
 from locator.heads import HeadPrediction
-from locator.images import ImageLoadError, load_image, to_model_image
+from locator.loading import ImageInput, load_stream, photo_name
 from locator.rrm import embed
-
-ImageInput = str | Path | Image.Image | np.ndarray
-
 
 @dataclass(frozen=True)
 class Encoded:
@@ -50,23 +46,6 @@ class EncodedPhotos:
         return cls(names=[n for p in parts for n in p.names], errors=[e for p in parts for e in p.errors],
                    features=np.concatenate([p.features for p in parts]),
                    embeddings=np.concatenate([p.embeddings for p in parts]))
-
-
-def photo_name(item: ImageInput, index: int) -> str:
-    return str(item) if isinstance(item, (str, Path)) else f"<image {index}>"
-
-
-def read_photo(item: ImageInput) -> Image.Image:
-    """A path, PIL image or uint8 array as an upright, metadata-free RGB image; ImageLoadError otherwise."""
-    if isinstance(item, (str, Path)):
-        return load_image(item)
-    if isinstance(item, Image.Image):
-        return to_model_image(item)
-    if isinstance(item, np.ndarray):
-        if item.dtype != np.uint8 or item.ndim not in (2, 3):
-            raise ImageLoadError(f"<array {item.shape} {item.dtype}>: need a uint8 H×W or H×W×C array")
-        return to_model_image(Image.fromarray(item))
-    raise ImageLoadError(f"<{type(item).__name__}>: not a path, PIL image or numpy array")
 
 
 class PhotoEncoder:
@@ -102,20 +81,25 @@ class PhotoEncoder:
         prediction, probabilities = self.classify(features, head_kind)
         return Encoded(features, embeddings, prediction, probabilities)
 
-    def encode_photos(self, images: Sequence[ImageInput]) -> EncodedPhotos:
-        """Read and embed photos; one that cannot be read gets its reason in `errors` and zero vectors."""
-        names, errors, tensors = [], [], []
-        for index, item in enumerate(images):
-            names.append(photo_name(item, index))
-            try:
-                tensors.append(self.preprocess(read_photo(item)))
-                errors.append("")
-            except ImageLoadError as exc:
-                errors.append(str(exc))
+    def encode_photos(self, images: Sequence[ImageInput], batch_size: int | None = None,
+                      workers: int | None = None) -> EncodedPhotos:
+        """Read and embed photos (decoding overlaps the model; batches by shape bucket); one that cannot be read
+        gets its reason in `errors` and zero vectors."""
+        names = [photo_name(item, index) for index, item in enumerate(images)]
+        errors = [""] * len(names)
         features = np.zeros((len(names), self.bundle.backbone.feature_dim), dtype=np.float32)
-        embeddings = np.zeros((len(names), self.bundle.embedding_dim), dtype=np.float32)
+
+        def readable() -> Iterator[tuple[int, torch.Tensor]]:
+            for index, item in load_stream(images, self.bundle.backbone.preprocessing, self.device, workers):
+                if isinstance(item, str):
+                    errors[index] = item
+                else:
+                    yield index, item
+
+        for indices, values in stream_features(self.bundle.backbone, readable(), batch_size, self.device):
+            features[indices] = values
         ok = np.array([not e for e in errors], dtype=bool)
-        if tensors:
-            features[ok] = self.features(tensors)
+        embeddings = np.zeros((len(names), self.bundle.embedding_dim), dtype=np.float32)
+        if ok.any():
             embeddings[ok] = self.embed_features(features[ok])
         return EncodedPhotos(names, errors, features, embeddings)

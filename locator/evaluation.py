@@ -66,10 +66,11 @@ def variants(locator: Locator) -> list[Variant]:
     return rows
 
 
-def encode_all(locator: Locator, records: list[Record], batch_size: int = 16, progress: bool = True) -> EncodedPhotos:
+def encode_all(locator: Locator, records: list[Record], batch_size: int | None = None, progress: bool = True,
+               chunk: int = 256) -> EncodedPhotos:
     parts = []
-    for start in tqdm(range(0, len(records), batch_size), desc="evaluate: embed", unit="batch", disable=not progress):
-        parts.append(locator.encode([r.image for r in records[start:start + batch_size]]))
+    for start in tqdm(range(0, len(records), chunk), desc="evaluate: embed", unit="chunk", disable=not progress):
+        parts.append(locator.encode([r.image for r in records[start:start + chunk]], batch_size))
     return EncodedPhotos.concat(parts)
 
 
@@ -80,7 +81,7 @@ def errors_km(records: list[Record], predictions: list[Prediction]) -> np.ndarra
     return haversine_km([r.lat for r in records], [r.lon for r in records], lat, lon)
 
 
-def evaluate(locator: Locator, records: list[Record], batch_size: int = 16, progress: bool = True,
+def evaluate(locator: Locator, records: list[Record], batch_size: int | None = None, progress: bool = True,
              on_predictions: Callable[[Variant, list[Prediction]], None] | None = None) -> Evaluation:
     """One metrics row per variant (see module docstring), and the reliability of fused and SwC confidence."""
     if not records:

@@ -12,12 +12,12 @@ PLACES = [(48.85, 2.35), (40.7, -74.0), (-33.9, 151.2), (35.7, 139.7), (-22.9, -
 
 
 def make_photo_world(root: Path, photos_per_place: int = 10, size: tuple[int, int] = (64, 48),
-                     seed: int = 0, bad_files: bool = False) -> Path:
+                     seed: int = 0, bad_files: bool = False, places: list[tuple[float, float]] | None = None) -> Path:
     """Write `images/*.jpg` and `manifest.csv` under `root`; returns the manifest path."""
     rng = np.random.default_rng(seed)
     (root / "images").mkdir(parents=True, exist_ok=True)
     rows = []
-    for p, (lat, lon) in enumerate(PLACES):
+    for p, (lat, lon) in enumerate(places or PLACES):
         colour = rng.integers(0, 255, 3)
         stripes = (np.arange(size[0]) // (4 + 2 * p) % 2)[None, :, None] * 60
         for k in range(photos_per_place):
@@ -36,3 +36,19 @@ def make_photo_world(root: Path, photos_per_place: int = 10, size: tuple[int, in
         writer.writerow(["image", "photo_id", "owner", "lat", "lon"])
         writer.writerows(rows)
     return manifest
+
+
+def write_shard_world(manifest: Path, out: Path, shards: int = 3) -> tuple[list[Path], Path]:
+    """The manifest's photos as MP16 msgpack shards and a metadata CSV (IMG_ID,AUTHOR,LAT,LON)."""
+    from locator.datasets import read_manifest, write_shard
+    records = read_manifest(manifest)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"shard{k}.msg" for k in range(shards)]
+    for k, path in enumerate(paths):
+        write_shard(path, ((r.photo_id, Path(r.image).read_bytes()) for r in records[k::shards]))
+    metadata = out / "metadata.csv"
+    with metadata.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["IMG_ID", "AUTHOR", "LAT", "LON"])
+        writer.writerows([r.photo_id, r.owner, r.lat, r.lon] for r in records)
+    return paths, metadata

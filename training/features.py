@@ -7,19 +7,18 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from locator.backbone import Backbone, extract_features
+from locator.backbone import Backbone, default_device, stream_features
 from locator.datasets import Record
 from locator.feature_cache import (DONE, FAILED, PENDING, FeatureCache, FeatureCacheError, group_ids, records_hash,
                                    write_index, write_labels)
-from locator.images import ImageLoadError, load_image
+from locator.loading import load_stream
 
 __all__ = ["DONE", "FAILED", "PENDING", "FeatureCache", "FeatureCacheError", "build_feature_cache"]
 
@@ -38,16 +37,9 @@ def _create(directory: Path, records: list[Record], meta: dict) -> FeatureCache:
     return FeatureCache.open(directory, writable=True)
 
 
-def _load_tensor(record: Record, backbone: Backbone) -> torch.Tensor | str:
-    try:
-        return backbone.preprocessing.to_tensor(load_image(record.image))
-    except ImageLoadError as exc:
-        return str(exc)
-
-
 def build_feature_cache(records: list[Record], backbone: Backbone, directory: str | Path, backbone_id: str,
-                        dtype: str = "float16", batch_size: int | None = None, chunk: int = 128,
-                        device: str | None = None, progress: bool = True) -> FeatureCache:
+                        dtype: str = "float16", batch_size: int | None = None, device: str | None = None,
+                        progress: bool = True, workers: int | None = None) -> FeatureCache:
     """Embed `records` with `backbone` into `directory`, resuming a matching cache; returns the cache."""
     directory = Path(directory)
     if dtype not in ("float16", "float32"):
@@ -66,25 +58,55 @@ def build_feature_cache(records: list[Record], backbone: Backbone, directory: st
         cache = _create(directory, records, meta)
     pending = np.flatnonzero(cache.status == PENDING)
     bar = tqdm(total=len(records), initial=len(records) - len(pending), unit="img", desc="features", disable=not progress)
-    with ThreadPoolExecutor(max_workers=2) as pool, (directory / "failures.csv").open("a", newline="") as failures:
-        log = csv.writer(failures)
-        for start in range(0, len(pending), chunk):
-            rows = pending[start:start + chunk]
-            loaded = list(pool.map(lambda r: _load_tensor(records[r], backbone), rows))
-            good = [k for k, item in enumerate(loaded) if not isinstance(item, str)]
-            if good:
-                values = extract_features(backbone, [loaded[k] for k in good], batch_size=batch_size, device=device)
-                cache.features[rows[good]] = values.astype(cache.features.dtype)
-                cache.features.flush()
-            for k, item in enumerate(loaded):
+    device = torch.device(device) if device is not None else default_device()
+    with (directory / "failures.csv").open("a", newline="") as failures:
+        writer = _RowWriter(cache, csv.writer(failures), failures, bar)
+
+        def readable() -> Iterator[tuple[int, torch.Tensor]]:
+            images = [records[r].image for r in pending]
+            for position, item in load_stream(images, backbone.preprocessing, device, workers):
                 if isinstance(item, str):
-                    log.writerow([int(rows[k]), records[rows[k]].image, item])
-            failures.flush()
-            cache.status[rows] = np.array([FAILED if isinstance(item, str) else DONE for item in loaded], np.uint8)
-            cache.status.flush()
-            bar.update(len(rows))
+                    writer.failed(int(pending[position]), records[pending[position]].image, item)
+                else:
+                    yield int(pending[position]), item
+
+        for rows, values in stream_features(backbone, readable(), batch_size, device):
+            writer.done(np.array(rows), values)
+        writer.flush()
     bar.close()
     return cache
+
+
+class _RowWriter:
+    """Features into the cache; a row's status is written (and flushed) only after its features."""
+
+    def __init__(self, cache: FeatureCache, log, handle, bar, flush_every: int = 512) -> None:
+        self.cache, self.log, self.handle, self.bar, self.flush_every = cache, log, handle, bar, flush_every
+        self.rows: list[int] = []
+        self.statuses: list[int] = []
+
+    def done(self, rows: np.ndarray, values: np.ndarray) -> None:
+        self.cache.features[rows] = values.astype(self.cache.features.dtype)
+        self._mark(rows.tolist(), DONE)
+
+    def failed(self, row: int, image: str, reason: str) -> None:
+        self.log.writerow([row, image, reason])
+        self._mark([row], FAILED)
+
+    def _mark(self, rows: list[int], status: int) -> None:
+        self.rows += rows
+        self.statuses += [status] * len(rows)
+        if len(self.rows) >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        self.cache.features.flush()
+        self.handle.flush()
+        if self.rows:
+            self.cache.status[np.array(self.rows)] = np.array(self.statuses, np.uint8)
+            self.cache.status.flush()
+            self.bar.update(len(self.rows))
+        self.rows, self.statuses = [], []
 
 
 def create_array_cache(directory: str | Path, chunks: Iterable[np.ndarray], rows: int, dim: int, lat: np.ndarray,

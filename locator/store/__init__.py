@@ -11,6 +11,7 @@ import os
 from urllib.parse import urlparse
 
 from locator.store.base import CollectionSpec, Hits, StoreError, VectorStore, cell_field, point_id, token_field
+from locator.store.point import PhotoPoint
 
 DEFAULT_COLLECTION = "geoloc"
 
@@ -46,5 +47,5 @@ def open_store(location: str | None, spec: CollectionSpec, create: bool = True) 
     raise StoreError(f"unknown store location {location!r}: use edge:/path, http://host:6333[/collection] or memory")
 
 
-__all__ = ["CollectionSpec", "Hits", "StoreError", "VectorStore", "cell_field", "open_store", "point_id",
-           "store_location", "token_field"]
+__all__ = ["CollectionSpec", "Hits", "PhotoPoint", "StoreError", "VectorStore", "cell_field", "open_store",
+           "point_id", "store_location", "token_field"]

@@ -12,11 +12,15 @@ import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from locator.errors import StoreError
 from locator.geo import CoordinateError, validate_latlon
+
+if TYPE_CHECKING:
+    from locator.store.point import PhotoPoint
 
 NORM_TOLERANCE = 1e-3
 
@@ -126,6 +130,10 @@ class VectorStore(ABC):
     @property
     def fingerprint(self) -> str:
         return self.spec.fingerprint
+
+    def add(self, points: Sequence["PhotoPoint"], vectors: np.ndarray) -> None:
+        """Insert or overwrite photo points (their ids come from source and photo id)."""
+        self.upsert([p.id for p in points], vectors, [p.payload() for p in points])
 
     def upsert(self, ids: Sequence[int], vectors: np.ndarray, payloads: Sequence[dict]) -> None:
         """Insert or overwrite points; the whole batch is validated before anything is written."""

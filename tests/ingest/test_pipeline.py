@@ -13,7 +13,7 @@ import pytest
 
 from locator.bundle import Bundle
 from locator.store import open_store, point_id
-from tests.photo_world import make_photo_world
+from tests.photo_world import make_photo_world, write_shard_world
 from training.cli import main as geoloc_train
 
 
@@ -32,10 +32,11 @@ def world(tmp_path_factory):
     return root, manifest, other
 
 
-def _ingest(root, store, manifest, extra=()):
+def _ingest(root, store, manifest=None, extra=()):
     env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    data = ["--data", str(manifest)] if manifest else []
     return subprocess.Popen([sys.executable, "-m", "ingest.cli", "--bundle", str(root / "bundle"), "--store",
-                             f"edge:{store}", "--data", str(manifest), "--batch-size", "4", *extra],
+                             f"edge:{store}", *data, "--batch-size", "4", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             start_new_session=True)
 
@@ -47,23 +48,29 @@ def _contents(root, store):
         return ids, s.vectors(ids), s.payloads(ids)
 
 
-def test_kill_minus_nine_then_resume_gives_exactly_the_clean_result(world):
+@pytest.mark.parametrize("input_kind", ["manifest", "shards"])
+def test_kill_minus_nine_then_resume_gives_exactly_the_clean_result(world, input_kind):
     root, manifest, _ = world
-    clean = _ingest(root, root / "clean", manifest)
+    if input_kind == "shards":
+        shards, metadata = write_shard_world(manifest, root / "shards")
+        args = {"manifest": None, "extra": ["--mp16-shards", *map(str, shards), "--mp16-metadata", str(metadata)]}
+    else:
+        args = {"manifest": manifest}
+    clean = _ingest(root, root / f"clean-{input_kind}", **args)
     out = clean.communicate(timeout=300)[0]
     assert clean.returncode == 0, out
     assert "74 listed, 0 already stored, 74 read, 72 embedded, 72 written, rejected: 2 unreadable" in out
 
-    killed = _ingest(root, root / "resumed", manifest)
+    killed = _ingest(root, root / f"resumed-{input_kind}", **args)
     time.sleep(random.Random(os.getpid()).uniform(4.0, 14.0))
     os.killpg(killed.pid, signal.SIGKILL)  # the whole job: driver, Ray and its workers
     killed.wait(timeout=60)
-    resumed = _ingest(root, root / "resumed", manifest)
+    resumed = _ingest(root, root / f"resumed-{input_kind}", **args)
     out = resumed.communicate(timeout=300)[0]
     assert resumed.returncode == 0, out
 
-    clean_ids, clean_vectors, clean_payloads = _contents(root, root / "clean")
-    ids, vectors, payloads = _contents(root, root / "resumed")
+    clean_ids, clean_vectors, clean_payloads = _contents(root, root / f"clean-{input_kind}")
+    ids, vectors, payloads = _contents(root, root / f"resumed-{input_kind}")
     assert len(ids) == len(set(ids.tolist())) == 72
     assert set(ids.tolist()) == set(clean_ids.tolist())
     assert len({p["photo_id"] for p in payloads.values()}) == 72

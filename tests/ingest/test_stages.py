@@ -39,14 +39,14 @@ def test_stages_embed_like_the_encoder_and_write_rejects(trained, tmp_path):
     rows = list_rows(manifest)
     bundle = Bundle.load(root / "bundle")
     decoded = decode_batch(_columns(rows), bundle.backbone.preprocessing.to_json())
-    assert sum(1 for e in decoded["error"] if e) == 2
+    assert sum(1 for e in decoded["status"] if e) == 2
     embedded = Embedder(str(root / "bundle"), placeable_head="ce")(decoded)
     encoder = PhotoEncoder(bundle, device="cpu")
     direct = encoder.encode([encoder.preprocess(load_image(rows[0]["image"]))], classify=True)
     assert np.max(np.abs(embedded["vector"][0] - direct.embeddings[0])) <= 1e-5
     assert embedded["placeable"][0] == (direct.prediction.cell[0] == embedded["cells"][0, 0])
     expected_cells = bundle.partitions[0].lookup([r["lat"] for r in rows], [r["lon"] for r in rows])
-    ok = np.array([not e for e in decoded["error"]])
+    ok = np.array([not e for e in decoded["status"]])
     assert np.array_equal(embedded["cells"][ok, 0], expected_cells[ok])
 
     rejects = tmp_path / "rejects.csv"
@@ -71,3 +71,15 @@ def test_default_rejects_path():
     from ingest.pipeline import default_rejects_path
     assert default_rejects_path("edge:runs/demo/store/") == Path("runs/demo/store.rejects.csv")
     assert default_rejects_path("http://localhost:6333/geoloc") == Path("geoloc-ingest.rejects.csv")
+
+
+def test_manifest_rows_mark_stored_and_invalid_photos():
+    import pyarrow as pa
+
+    from ingest.rows import STORED, manifest_rows
+    from locator.store import point_id
+    batch = pa.table({"image": ["a.jpg", "b.jpg", ""], "lat": ["10", "95", "1"], "lon": ["20", "0", "2"]})
+    stored = np.array(sorted([point_id("src", "a")]), dtype=np.int64)
+    rows = manifest_rows(batch, "/root", "src", {"image": "image", "lat": "lat", "lon": "lon"}, stored)
+    assert rows.column("status").to_pylist() == [STORED, "invalid coordinates: lat=95.0, lon=0.0", "empty image path"]
+    assert rows.column("image").to_pylist()[0] == "/root/a.jpg" and rows.column("photo_id").to_pylist()[:2] == ["a", "b"]

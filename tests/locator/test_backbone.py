@@ -24,7 +24,10 @@ def test_lite_weights_classify_a_real_photo():
 
 def test_preprocessing_keeps_aspect_or_squares():
     image = Image.new("RGB", (400, 100))
-    assert Preprocessing(size=300).to_tensor(image).shape == (3, 75, 300)
+    assert Preprocessing(size=300, bucket=0).to_tensor(image).shape == (3, 75, 300)
+    assert Preprocessing(size=300).to_tensor(image).shape == (3, 64, 300)  # 75 px rounded to a multiple of 32
+    assert Preprocessing(size=300).to_tensor(Image.new("RGB", (100, 400))).shape == (3, 300, 64)
+    assert Preprocessing(size=300).to_tensor(Image.new("RGB", (400, 10))).shape == (3, 32, 300)  # never below one bucket
     assert Preprocessing(size=300, square=True).to_tensor(image).shape == (3, 300, 300)
     tensor = Preprocessing(size=10).to_tensor(Image.new("RGB", (10, 10), (255, 0, 127)))
     assert torch.allclose(tensor[:, 0, 0], torch.tensor([1.0, -1.0, 127 / 255 * 2 - 1]), atol=1e-6)

@@ -7,7 +7,6 @@ import sys
 import numpy as np
 import pytest
 
-from locator.cells import Partition
 from training.batches import TrainingRows
 from training.features import create_array_cache
 from training.heads import train_head

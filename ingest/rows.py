@@ -1,0 +1,75 @@
+"""The rows that flow through the ingest pipeline, from every kind of source, and their status.
+
+A row is one photo: `image` (a path, or `SHARD#ID`), `photo_id`, `owner`, `source`, `lat`, `lon`, `data` (the
+encoded image when it came from a shard, else empty) and `status`: "" for a photo to embed, "stored" for one the
+collection already holds (a resumed or repeated run), or the reason it is rejected.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from locator.store import point_id
+
+ROW_SCHEMA = pa.schema([("image", pa.string()), ("photo_id", pa.string()), ("owner", pa.string()),
+                        ("source", pa.string()), ("lat", pa.float64()), ("lon", pa.float64()), ("data", pa.binary()),
+                        ("status", pa.string())])
+STORED = "stored"
+
+
+def row_status(photo_ids: list[str], sources: list[str], lat: np.ndarray, lon: np.ndarray, stored: np.ndarray,
+               found: np.ndarray | None = None) -> list[str]:
+    """Each row's status; `stored` is the sorted array of point ids already in the collection (or its Ray ref)."""
+    stored = _resolve(stored)
+    ids = np.array([point_id(s, p) for s, p in zip(sources, photo_ids)], dtype=np.int64)
+    pos = np.clip(np.searchsorted(stored, ids), 0, max(len(stored) - 1, 0))
+    in_store = (stored[pos] == ids) if len(stored) else np.zeros(len(ids), dtype=bool)
+    valid = np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90) & (np.abs(lon) <= 180)
+    out = []
+    for k in range(len(ids)):
+        if found is not None and not found[k]:
+            out.append("no metadata: the photo id is not in the metadata CSV")
+        elif not valid[k]:
+            out.append(f"invalid coordinates: lat={float(lat[k])!r}, lon={float(lon[k])!r}")
+        elif in_store[k]:
+            out.append(STORED)
+        else:
+            out.append("")
+    return out
+
+
+def manifest_rows(batch: pa.Table, root: str, default_source: str, columns: dict[str, str | None],
+                  stored: np.ndarray) -> pa.Table:
+    """A batch of a manifest or benchmark CSV (read by Ray's CSV reader) as rows; images relative to `root`."""
+    def column(name: str) -> list:
+        source = columns.get(name)
+        return batch.column(source).to_pylist() if source else [None] * batch.num_rows
+
+    images = [str(v or "").strip() for v in column("image")]
+    photo_ids = [str(p).strip() if p not in (None, "") else Path(i).stem for p, i in zip(column("photo_id"), images)]
+    sources = [str(s).strip() if s not in (None, "") else default_source for s in column("source")]
+    lat = np.array([_number(v) for v in column("lat")], dtype=np.float64)
+    lon = np.array([_number(v) for v in column("lon")], dtype=np.float64)
+    status = row_status(photo_ids, sources, lat, lon, stored)
+    status = ["empty image path" if not image else s for image, s in zip(images, status)]
+    return pa.table({"image": [str(Path(root) / i) if i else "" for i in images], "photo_id": photo_ids,
+                     "owner": [str(o or "").strip() for o in column("owner")], "source": sources, "lat": lat,
+                     "lon": lon, "data": [b""] * batch.num_rows, "status": status}, schema=ROW_SCHEMA)
+
+
+def _number(value: object) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _resolve(value):
+    """A Ray object ref's value (Ray passes some arguments of map tasks on as refs), or the value itself."""
+    if type(value).__name__ == "ObjectRef":
+        import ray
+        return ray.get(value)
+    return value

@@ -1,0 +1,81 @@
+"""Reading photos for the backbone as a stream that overlaps the model: on CUDA through DataLoader worker
+processes, on a CPU through two threads (the cores run the model). Each item comes out as (position, tensor),
+or (position, error message) for a photo that cannot be read; positions come out in order."""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from locator.backbone import Preprocessing
+from locator.images import ImageLoadError, load_image, to_model_image
+
+ImageInput = str | Path | Image.Image | np.ndarray
+CPU_THREADS = 2
+READ_AHEAD = 32  # photos decoded ahead of the model on a CPU
+
+
+def photo_name(item: ImageInput, index: int) -> str:
+    return str(item) if isinstance(item, (str, Path)) else f"<image {index}>"
+
+
+def read_photo(item: ImageInput) -> Image.Image:
+    """A path, PIL image or uint8 array as an upright, metadata-free RGB image; ImageLoadError otherwise."""
+    if isinstance(item, (str, Path)):
+        return load_image(item)
+    if isinstance(item, Image.Image):
+        return to_model_image(item)
+    if isinstance(item, np.ndarray):
+        if item.dtype != np.uint8 or item.ndim not in (2, 3):
+            raise ImageLoadError(f"<array {item.shape} {item.dtype}>: need a uint8 H×W or H×W×C array")
+        return to_model_image(Image.fromarray(item))
+    raise ImageLoadError(f"<{type(item).__name__}>: not a path, PIL image or numpy array")
+
+
+class PhotoDataset(Dataset):
+    def __init__(self, items: Sequence[ImageInput], preprocessing: Preprocessing) -> None:
+        self.items, self.preprocessing = items, preprocessing
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | str]:
+        try:
+            return index, self.preprocessing.to_tensor(read_photo(self.items[index]))
+        except ImageLoadError as exc:
+            return index, str(exc)
+
+
+def default_workers(device: torch.device) -> int:
+    return min(8, max(1, (os.cpu_count() or 2) - 1)) if device.type == "cuda" else 0
+
+
+def load_stream(items: Sequence[ImageInput], preprocessing: Preprocessing, device: torch.device,
+                workers: int | None = None) -> Iterator[tuple[int, torch.Tensor | str]]:
+    """Every item once, in order, read ahead of the model."""
+    dataset = PhotoDataset(items, preprocessing)
+    workers = default_workers(device) if workers is None else workers
+    if workers and len(items) > 1:
+        yield from DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers, prefetch_factor=8,
+                              collate_fn=_as_is)
+        return
+    with ThreadPoolExecutor(max_workers=CPU_THREADS) as pool:
+        pending: deque = deque()
+        for index in range(len(items)):
+            pending.append(pool.submit(dataset.__getitem__, index))
+            if len(pending) > READ_AHEAD:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _as_is(item: tuple[int, torch.Tensor | str]) -> tuple[int, torch.Tensor | str]:
+    return item
