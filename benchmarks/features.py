@@ -1,48 +1,113 @@
-"""Benchmark: backbone throughput (images/s) on this machine, batch 1 and 32, for lite0 and lite2.
+"""Benchmark: the feature cache on real photos (decode included), with shape buckets and with the exact aspect.
 
-Batch 4 is the CPU default. Inputs are 300×225 tensors (longest side 300, a 4:3 photo), already preprocessed, so only the network is timed.
+On the im2gps2k photos (or any dataset): the number of distinct input shapes, the aspect error that buckets
+introduce, photos/s of `build_feature_cache` (read, decode, resize, backbone) with 32-px buckets and with the
+exact aspect, and the cosine between the two features of each photo. Also the network alone on uniform tensors.
+Runs on CUDA when present (the GPU is named in the results), else on the CPU.
+
+    python benchmarks/features.py [--photos ../shared/datasets/im2gps2k/manifest.csv] [--n 1944]
+
 Writes benchmarks/results/features.json and features.md.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
-from locator.backbone import create_backbone, default_device, extract_features
+from locator.backbone import Preprocessing, create_backbone, default_device, extract_features
+from locator.datasets import read_dataset
+from training.features import build_feature_cache
 
 RESULTS = Path(__file__).parent / "results"
+ARCH, SIZE = "tf_efficientnet_lite0", 300
 
 
-def images_per_second(arch: str, batch_size: int, images: int) -> float:
-    backbone = create_backbone(arch)
-    tensors = [torch.randn(3, 225, 300) for _ in range(images)]
-    extract_features(backbone, tensors[:batch_size], batch_size=batch_size)  # warm-up
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
+
+
+def network_rows(device: torch.device) -> list[dict]:
+    backbone = create_backbone(ARCH, size=SIZE)
+    rows = []
+    for batch in ((1, 4, 32) if device.type == "cpu" else (1, 32, 64, 128)):
+        tensors = [torch.randn(3, 224, 300) for _ in range(max(64, 4 * batch))]
+        extract_features(backbone, tensors[:batch], batch, device)  # warm-up
+        start = time.perf_counter()
+        extract_features(backbone, tensors, batch, device)
+        rows.append({"batch_size": batch, "images_per_second": round(len(tensors) / (time.perf_counter() - start), 1)})
+    return rows
+
+
+def shapes(images: list[str]) -> dict:
+    exact, bucketed = Preprocessing(size=SIZE, bucket=0), Preprocessing(size=SIZE)
+    sizes = []
+    for path in images:
+        with Image.open(path) as image:
+            sizes.append(image.size)
+    errors = []
+    for w, h in sizes:
+        e, b = exact.target_size(w, h), bucketed.target_size(w, h)
+        errors.append(abs((b[0] / b[1]) / (e[0] / e[1]) - 1))
+    return {"distinct_shapes": {"exact": len({exact.target_size(*s) for s in sizes}),
+                                "bucketed": len({bucketed.target_size(*s) for s in sizes})},
+            "aspect_error": {"max": round(max(errors), 4), "mean": round(float(np.mean(errors)), 4)}}
+
+
+def cache_rate(records, bucket: int, device: torch.device, work: Path) -> tuple[float, np.ndarray]:
+    backbone = create_backbone(ARCH, size=SIZE, bucket=bucket)
     start = time.perf_counter()
-    extract_features(backbone, tensors, batch_size=batch_size)
-    return images / (time.perf_counter() - start)
+    cache = build_feature_cache(records, backbone, work / f"bucket{bucket}", f"bench-{bucket}", dtype="float32",
+                                device=str(device), progress=False)
+    seconds = time.perf_counter() - start
+    return len(records) / seconds, cache.as_float32()
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    shared = Path(os.environ.get("GEOLOC_SHARED", "../shared"))
+    parser.add_argument("--photos", default=str(shared / "datasets" / "im2gps2k" / "manifest.csv"))
+    parser.add_argument("--n", type=int, default=None, help="use the first N photos (default: all)")
+    args = parser.parse_args()
     device = default_device()
-    rows = []
-    for arch in ("tf_efficientnet_lite0", "tf_efficientnet_lite2"):
-        for batch_size in (1, 4, 32):
-            rate = images_per_second(arch, batch_size, images=64)
-            rows.append({"arch": arch, "batch_size": batch_size, "images_per_second": round(rate, 1)})
-            print(rows[-1], flush=True)
-    report = {"device": str(device), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-              "input": "3x225x300", "rows": rows}
+    records = read_dataset(args.photos)[: args.n]
+    report = {"device": str(device), "device_name": device_name(device), "torch_threads": torch.get_num_threads(),
+              "backbone": f"{ARCH} at {SIZE} px", "photos": len(records), **shapes([r.image for r in records])}
+    work = Path(tempfile.mkdtemp(prefix="geoloc-features-"))
+    try:
+        bucketed_rate, bucketed = cache_rate(records, 32, device, work)
+        exact_rate, exact = cache_rate(records, 0, device, work)
+    finally:
+        shutil.rmtree(work)
+    cosine = (bucketed * exact).sum(1) / (np.linalg.norm(bucketed, axis=1) * np.linalg.norm(exact, axis=1))
+    report.update(photos_per_second={"bucketed": round(bucketed_rate, 1), "exact": round(exact_rate, 1)},
+                  cosine_bucketed_vs_exact={"min": round(float(cosine.min()), 4), "mean": round(float(cosine.mean()), 4)},
+                  network=network_rows(device))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "features.json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = ["# Backbone throughput\n", f"Device {device}, {os.cpu_count()} CPU cores, input 300×225.\n",
-             "| backbone | batch | images/s |", "|---|---|---|"]
-    lines += [f"| {r['arch']} | {r['batch_size']} | {r['images_per_second']} |" for r in rows]
+    lines = ["# Feature cache on real photos\n",
+             f"{report['photos']:,} photos of `{args.photos}`, {report['backbone']}, on {report['device_name']} "
+             f"({report['torch_threads']} torch threads). Decode, resize and backbone included.\n",
+             "| | exact aspect | 32-px shape buckets |", "|---|---|---|",
+             f"| distinct input shapes | {report['distinct_shapes']['exact']} | {report['distinct_shapes']['bucketed']} |",
+             f"| photos/s | {report['photos_per_second']['exact']} | {report['photos_per_second']['bucketed']} |",
+             "",
+             f"Aspect change from bucketing: max {100 * report['aspect_error']['max']:.1f} %, mean "
+             f"{100 * report['aspect_error']['mean']:.1f} %. Cosine between bucketed and exact-aspect features: "
+             f"min {report['cosine_bucketed_vs_exact']['min']}, mean {report['cosine_bucketed_vs_exact']['mean']}.\n",
+             "Network alone (uniform 300×224 tensors):\n", "| batch | images/s |", "|---|---|"]
+    lines += [f"| {r['batch_size']} | {r['images_per_second']} |" for r in report["network"]]
     (RESULTS / "features.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

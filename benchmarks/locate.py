@@ -1,9 +1,11 @@
-"""Benchmark: per-photo time of `locate` (search within cell, K = 10, DBSCAN) split by stage, batch 1 and 32.
+"""Benchmark: per-photo time of `locate` with the default method (fused), split by stage, at batch 1 and 64.
 
-Stages: decode (read + EXIF orientation + RGB + resize + normalise), backbone, head, RRM, store query, aggregation,
-and evidence (payloads of the neighbours). Goal: store query + aggregation ≤ 10 % of the total on a CPU.
+Stages: decode (read + EXIF orientation + RGB + resize + normalise), backbone, embedding (RRM or normalised raw
+features), head, search + scoring (the store queries, DBSCAN, the fused model), and evidence (payloads of the
+neighbours). Runs on CUDA when present (the GPU is named), else on the CPU.
 
-    python benchmarks/locate.py --bundle runs/demo/bundle --store edge:runs/demo/store --photos runs/demo/split/val.csv
+    python benchmarks/locate.py --bundle runs/im2gps2k/bundle --store edge:runs/im2gps2k/store \
+        --photos runs/im2gps2k/split/val.csv
 
 Writes benchmarks/results/locate.json and locate.md.
 """
@@ -16,16 +18,17 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from locator.aggregation import aggregate
 from locator.api import Locator
+from locator.backbone import stream_features
 from locator.datasets import read_dataset
-from locator.images import load_image
-from locator.swc import search_within_cell
+from locator.encoder import EncodedPhotos
+from locator.loading import load_stream, photo_name
 
 RESULTS = Path(__file__).parent / "results"
-STAGES = ("decode", "backbone", "head", "rrm", "store query", "aggregation", "evidence")
+STAGES = ("decode", "backbone", "embedding", "head", "search + scoring", "evidence")
 
 
 def run(locator: Locator, images: list[str], batch_size: int) -> dict[str, float]:
@@ -35,56 +38,67 @@ def run(locator: Locator, images: list[str], batch_size: int) -> dict[str, float
     def timed(stage, fn, *args, **kwargs):
         start = time.perf_counter()
         result = fn(*args, **kwargs)
+        if encoder.device.type == "cuda":
+            torch.cuda.synchronize()
         totals[stage] += time.perf_counter() - start
         return result
 
+    preprocessing = locator.bundle.backbone.preprocessing
     for first in range(0, len(images), batch_size):
         chunk = images[first:first + batch_size]
-        tensors = timed("decode", lambda: [encoder.preprocess(load_image(p)) for p in chunk])
-        features = timed("backbone", encoder.features, tensors, batch_size)
-        _, probabilities = timed("head", encoder.classify, features)
-        embeddings = timed("rrm", encoder.embed_features, features)
-        hits, _ = timed("store query", search_within_cell, locator.store, embeddings, probabilities, 10)
-        for j in range(len(chunk)):
-            valid = hits.ids[j] >= 0
-            if valid.any():
-                timed("aggregation", aggregate, "dbscan", hits.lat[j][valid], hits.lon[j][valid], hits.scores[j][valid])
-        timed("evidence", locator.store.payloads, [int(i) for i in hits.ids[hits.ids >= 0]])
+        tensors = timed("decode", lambda: list(load_stream(chunk, preprocessing, encoder.device, workers=0)))
+        features = np.zeros((len(chunk), locator.bundle.backbone.feature_dim), np.float32)
+        for indices, values in timed("backbone", lambda: list(stream_features(locator.bundle.backbone, tensors,
+                                                                             batch_size, encoder.device))):
+            features[indices] = values
+        embeddings = timed("embedding", encoder.embed_features, features)
+        timed("head", encoder.classify, features)
+        encoded = EncodedPhotos([photo_name(p, k) for k, p in enumerate(chunk)], [""] * len(chunk), features,
+                                embeddings)
+        timed("search + scoring", locator.predict, encoded, evidence=False)
+        timed("evidence", locator.predict, encoded, evidence=True)
+    totals["search + scoring"] -= totals["head"]  # predict classifies again
+    totals["evidence"] -= totals["search + scoring"] + totals["head"]
     return {stage: 1000 * seconds / len(images) for stage, seconds in totals.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--bundle", type=Path, default=Path("runs/demo/bundle"))
-    parser.add_argument("--store", default="edge:runs/demo/store")
-    parser.add_argument("--photos", default="runs/demo/split/val.csv", help="a dataset CSV or folder")
-    parser.add_argument("--n", type=int, default=96)
+    parser.add_argument("--bundle", type=Path, default=Path("runs/im2gps2k/bundle"))
+    parser.add_argument("--store", default="edge:runs/im2gps2k/store")
+    parser.add_argument("--photos", default="runs/im2gps2k/split/val.csv", help="a dataset CSV or folder")
+    parser.add_argument("--n", type=int, default=128)
     args = parser.parse_args()
     images = [r.image for r in read_dataset(args.photos)][: args.n]
     report = {"photos": len(images), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-              "device": "cuda" if torch.cuda.is_available() else "cpu", "batches": {}}
+              "batches": {}}
     with Locator.load(args.bundle, store=args.store) as locator:
-        report["backbone"] = f"{locator.bundle.backbone.arch} at {locator.bundle.backbone.preprocessing.size} px"
+        device = locator.encoder.device
+        report["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
+        preprocessing = locator.bundle.backbone.preprocessing
+        report["distinct_shapes"] = len({tuple(t.shape) for _, t in load_stream(images, preprocessing, device, 0)})
+        report["backbone"] = f"{locator.bundle.backbone.arch} at {preprocessing.size} px"
+        report["method"] = "fused"
         report["store_points"] = locator.store.count()
         run(locator, images[:8], 4)  # warm-up
-        for batch_size in (1, 32):
+        for batch_size in (1, 64):
             per_photo = run(locator, images, batch_size)
             total = sum(per_photo.values())
-            share = (per_photo["store query"] + per_photo["aggregation"]) / total
             report["batches"][str(batch_size)] = {"ms_per_photo": {k: round(v, 3) for k, v in per_photo.items()},
-                                                  "total_ms": round(total, 2), "query_and_aggregation_share": round(share, 4)}
+                                                  "total_ms": round(total, 2),
+                                                  "photos_per_second": round(1000 / total, 1)}
             print(batch_size, report["batches"][str(batch_size)], flush=True)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "locate.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = ["# Locate benchmark\n",
-             f"{len(images)} photos, {report['backbone']}, store of {report['store_points']:,} points, "
-             f"{report['device']}, {os.cpu_count()} CPU cores. Milliseconds per photo.\n",
-             "| stage | batch 1 | batch 32 |", "|---|---|---|"]
-    b1, b32 = report["batches"]["1"], report["batches"]["32"]
-    lines += [f"| {s} | {b1['ms_per_photo'][s]} | {b32['ms_per_photo'][s]} |" for s in STAGES]
-    lines += [f"| **total** | {b1['total_ms']} | {b32['total_ms']} |",
-              f"| store query + aggregation share | {100 * b1['query_and_aggregation_share']:.1f} % | "
-              f"{100 * b32['query_and_aggregation_share']:.1f} % |"]
+             f"{len(images)} photos ({report['distinct_shapes']} distinct input shapes), {report['backbone']}, "
+             f"method {report['method']}, store of {report['store_points']:,} points, on {report['device']}. "
+             "Milliseconds per photo.\n",
+             "| stage | batch 1 | batch 64 |", "|---|---|---|"]
+    b1, b64 = report["batches"]["1"], report["batches"]["64"]
+    lines += [f"| {s} | {b1['ms_per_photo'][s]} | {b64['ms_per_photo'][s]} |" for s in STAGES]
+    lines += [f"| **total** | {b1['total_ms']} | {b64['total_ms']} |",
+              f"| photos/s | {b1['photos_per_second']} | {b64['photos_per_second']} |"]
     (RESULTS / "locate.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from locator.backbone import Preprocessing
+from locator.preprocessing import Preprocessing
 from locator.images import ImageLoadError, load_image
 
 

@@ -7,21 +7,23 @@ batch go through the backbone by shape bucket.
 from __future__ import annotations
 
 import numpy as np
-import torch
-
-from locator.bundle import Bundle
-from locator.encoder import PhotoEncoder
 
 
 class Embedder:
+    """Imports torch in the actor only: the driver that names this class stays small."""
+
     def __init__(self, bundle_dir: str, placeable_head: str | None, torch_threads: int | None = None) -> None:
+        import torch
+
+        from locator.bundle import Bundle
+        from locator.encoder import PhotoEncoder
         if torch_threads:
             torch.set_num_threads(torch_threads)
         self.bundle = Bundle.load(bundle_dir)
         self.encoder = PhotoEncoder(self.bundle)
         self.placeable_head = placeable_head
 
-    def _tensor(self, pixels: bytes, height: int, width: int) -> torch.Tensor:
+    def _tensor(self, pixels: bytes, height: int, width: int):
         array = np.frombuffer(pixels, dtype=np.uint8).reshape(height, width, 3)
         return self.bundle.backbone.preprocessing.normalise(array)
 

@@ -1,8 +1,8 @@
 """The Ray Data ingest pipeline: read (parallel tasks) → decode (tasks on the CPUs) → embed (one actor per GPU,
-or a fractional-CPU pool) → one writer in the driver.
+or a fractional-CPU pool) → one writer actor.
 
-The driver never holds image bytes: read tasks stream shards and files, and the driver receives only embedded
-batches (vectors and payload fields). Resumable: the collection's point ids are shared with the read tasks,
+The driver only orchestrates: it loads neither torch nor the store's points, and receives one row of counts per
+written batch; image bytes stay in the read tasks, vectors go from the embedding actors to the writer. Resumable: the collection's point ids are shared with the read tasks,
 which mark photos already stored instead of reading them again, and points are written whole, so a run killed
 at any moment and started again ends with exactly the right set of points. Growing: another source adds to the
 same collection (point ids are derived from source and photo id). With a cluster (`--address auto`) the read and
@@ -11,6 +11,7 @@ decode tasks and the embedding actors spread over its nodes; the single writer k
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -25,12 +26,13 @@ from ingest.decode import decode_batch
 from ingest.embedder import Embedder
 from ingest.settings import IngestSettings
 from ingest.sources import IngestSource, source_dataset
-from ingest.writer import StoreWriter
-from locator.bundle import Bundle
+from ingest.writer import WriterStage
+from locator.bundle_config import BundleConfig
 from locator.errors import BundleError
 from locator.store import open_store
 
 DECODE_CPUS = 0.25
+WRITER_WAIT_S = 60.0  # a writer of a killed run may hold the Edge store for a few seconds more
 
 
 @dataclass
@@ -65,11 +67,9 @@ def _init_ray(settings: IngestSettings) -> int:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if settings.address:
         ray.init(address=settings.address, log_to_driver=False)
-    else:
-        import torch
-        ray.init(num_cpus=os.cpu_count(), num_gpus=torch.cuda.device_count(),
-                 object_store_memory=settings.object_store_mb * 1024 ** 2, include_dashboard=False,
-                 log_to_driver=False)
+    else:  # Ray finds the GPUs itself
+        ray.init(num_cpus=os.cpu_count(), object_store_memory=settings.object_store_mb * 1024 ** 2,
+                 include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False  # our own bar counts written photos
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # no "progress bars disabled" line
     return int(ray.cluster_resources().get("GPU", 0))
@@ -80,13 +80,13 @@ def batch_size_for(settings: IngestSettings, gpus: int) -> int:
     return settings.batch_size or (256 if gpus else 16)
 
 
-def _embedding_stage(ds, bundle: Bundle, bundle_dir: Path, settings: IngestSettings, gpus: int, batch: int):
+def _embedding_stage(ds, bundle: BundleConfig, bundle_dir: Path, settings: IngestSettings, gpus: int, batch: int):
     import ray
     cpus = int(ray.cluster_resources().get("CPU", os.cpu_count() or 1))
     actors = settings.actors or (gpus if gpus else 1)
     # Fractional CPUs: an actor pool holding every CPU would starve the decode tasks (deadlock on 2 cores).
     resources = {"num_gpus": 1} if gpus else {"num_cpus": max(0.5, (cpus - 1) / actors)}
-    head = (settings.placeable_head or bundle.config.get("default_head")) if settings.placeable_only else None
+    head = (settings.placeable_head or bundle.default_head) if settings.placeable_only else None
     with warnings.catch_warnings():
         # max_restarts has no named parameter yet; passing it is the documented way to switch restarts off.
         warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
@@ -97,38 +97,64 @@ def _embedding_stage(ds, bundle: Bundle, bundle_dir: Path, settings: IngestSetti
                               max_restarts=0, **resources)
 
 
+def _writer_stage(ds, location: str, bundle_dir: Path, rejects: Path, settings: IngestSettings, batch: int):
+    import ray
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        return ds.map_batches(WriterStage, fn_constructor_args=(location, str(bundle_dir), str(rejects),
+                                                                settings.placeable_only, settings.flush_every),
+                              batch_size=batch, compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0.25,
+                              max_restarts=0)
+
+
+def _collection(location: str | None, bundle: BundleConfig) -> tuple[str, np.ndarray]:
+    """The store's location and the sorted ids of the points it holds (creating the collection if needed)."""
+    with open_store(location, bundle.collection_spec(), wait_s=WRITER_WAIT_S) as store:
+        return store.location, np.sort(store.all_ids())
+
+
 def run_ingest(bundle_dir: str | Path, store_location: str | None, source: IngestSource,
                settings: IngestSettings = IngestSettings()) -> IngestSummary:
     """Embed the photos of `source` and write them into the store made for this bundle."""
     import ray
     source.check()
     bundle_dir = Path(bundle_dir)
-    bundle = Bundle.load(bundle_dir)
-    if settings.placeable_only and not bundle.heads:
+    bundle = BundleConfig.load(bundle_dir)
+    if settings.placeable_only and not bundle.config["heads"]:
         raise BundleError(f"{bundle_dir}: the placeable filter needs a trained head in the bundle")
-    store = open_store(store_location, bundle.collection_spec())
     start = time.perf_counter()
+    location, stored = _collection(store_location, bundle)
+    rejects = settings.rejects or default_rejects_path(location)
+    summary = IngestSummary()
+    rejected: dict[str, int] = {}
+    gpus = _init_ray(settings)
     try:
-        stored = np.sort(store.all_ids())
-        rejects = settings.rejects or default_rejects_path(store.location)
-        writer = StoreWriter(store, bundle, Path(rejects), settings.placeable_only, settings.flush_every)
-        gpus = _init_ray(settings)
-        try:
-            batch = batch_size_for(settings, gpus)
-            ds = source_dataset(source, stored)
-            ds = ds.map_batches(decode_batch, fn_kwargs={"preprocessing": bundle.backbone.preprocessing.to_json()},
-                                batch_size=batch, num_cpus=DECODE_CPUS)
-            ds = _embedding_stage(ds, bundle, bundle_dir, settings, gpus, batch)
-            with tqdm(unit="photo", desc="ingest", disable=not settings.progress) as bar:
-                for embedded in ds.iter_batches(batch_size=batch, batch_format="numpy"):
-                    bar.update(writer.write(embedded))
-        finally:
-            ray.shutdown()
-        writer.close()
-        summary = IngestSummary(listed=writer.seen, already_stored=writer.already_stored,
-                                read=writer.seen - writer.already_stored, embedded=writer.embedded,
-                                written=writer.written, rejected=dict(writer.rejected), count_after=store.count())
+        batch = batch_size_for(settings, gpus)
+        ds = source_dataset(source, stored)
+        ds = ds.map_batches(decode_batch, fn_kwargs={"preprocessing": bundle.preprocessing}, batch_size=batch,
+                            num_cpus=DECODE_CPUS)
+        ds = _embedding_stage(ds, bundle, bundle_dir, settings, gpus, batch)
+        ds = _writer_stage(ds, location, bundle_dir, Path(rejects), settings, batch)
+        with tqdm(unit="photo", desc="ingest", disable=not settings.progress) as bar:
+            for counts in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                _add(summary, rejected, counts)
+                bar.update(int(counts["seen"].sum()))
     finally:
-        store.close()
+        ray.shutdown()  # ends the writer actor: the store has one writer again, this process
+    summary.rejected = rejected
+    summary.read = summary.listed - summary.already_stored
+    with open_store(location, bundle.collection_spec(), create=False, wait_s=WRITER_WAIT_S) as store:
+        store.flush()
+        summary.count_after = store.count()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _add(summary: IngestSummary, rejected: dict[str, int], counts: dict) -> None:
+    summary.listed += int(counts["seen"].sum())
+    summary.already_stored += int(counts["already_stored"].sum())
+    summary.embedded += int(counts["embedded"].sum())
+    summary.written += int(counts["written"].sum())
+    for text in counts["rejected"]:
+        for reason, n in json.loads(text).items():
+            rejected[reason] = rejected.get(reason, 0) + n

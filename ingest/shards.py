@@ -2,63 +2,22 @@
 through the driver), and each record is joined with its metadata row in that task.
 
 The metadata CSV (`IMG_ID,AUTHOR,LAT,LON,...`, 4.7 M rows for MP16) is read once by a Ray task into numeric
-columns keyed by a 64-bit hash of the photo id, and shared through Ray's object store: numpy arrays are read
-there without copies by every task on a node.
+columns keyed by a 64-bit hash of the photo id (locator.shards.read_metadata), and shared through Ray's object
+store: numpy arrays are read there without copies by every task on a node.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 from ray.data.datasource import FileBasedDatasource
 
 from ingest.rows import ROW_SCHEMA, row_status
-from locator.datasets import iter_shard_records
-from locator.feature_cache import group_ids
+from locator.shards import MetadataLookup, iter_shard_records
 
 RECORDS_PER_BLOCK = 256
-
-
-@dataclass(frozen=True)
-class MetadataLookup:
-    """Metadata columns sorted by `keys` (hashes of the photo ids)."""
-
-    keys: np.ndarray
-    lat: np.ndarray
-    lon: np.ndarray
-    owner_codes: np.ndarray
-    owners: list[str]
-
-    def find(self, photo_ids: list[str]) -> np.ndarray:
-        """Row of each photo id, or -1."""
-        keys = group_ids(photo_ids)
-        if not len(self.keys):
-            return np.full(len(keys), -1)
-        pos = np.clip(np.searchsorted(self.keys, keys), 0, len(self.keys) - 1)
-        return np.where(self.keys[pos] == keys, pos, -1)
-
-
-def read_metadata(path: str) -> MetadataLookup:
-    """The lookup of a benchmark-format metadata CSV (IMG_ID, AUTHOR, LAT, LON columns, any case)."""
-    from pyarrow import csv
-
-    table = csv.read_csv(path)
-    names = {name.strip().lower(): name for name in table.column_names}
-    missing = {"img_id", "lat", "lon"} - set(names)
-    if missing:
-        from locator.datasets import DatasetError
-        raise DatasetError(f"{path}: metadata needs the columns IMG_ID, LAT, LON (missing {', '.join(sorted(missing))})")
-    ids = [str(v) for v in table.column(names["img_id"]).to_pylist()]
-    owners = [str(v or "") for v in table.column(names["author"]).to_pylist()] if "author" in names else [""] * len(ids)
-    unique, codes = np.unique(np.array(owners, dtype=object), return_inverse=True)
-    keys = group_ids(ids)
-    order = np.argsort(keys, kind="stable")
-    lat = np.asarray(table.column(names["lat"]).to_numpy(zero_copy_only=False), dtype=np.float64)
-    lon = np.asarray(table.column(names["lon"]).to_numpy(zero_copy_only=False), dtype=np.float64)
-    return MetadataLookup(keys[order], lat[order], lon[order], codes[order].astype(np.int32), [str(o) for o in unique])
 
 
 class MP16ShardDatasource(FileBasedDatasource):

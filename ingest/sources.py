@@ -94,7 +94,8 @@ def source_dataset(source: IngestSource, stored: np.ndarray):
     """The rows of `source` as a Ray dataset (call with Ray initialised)."""
     import ray
 
-    from ingest.shards import MP16ShardDatasource, read_metadata
+    from ingest.shards import MP16ShardDatasource
+    from locator.shards import read_metadata
     stored_ref = ray.put(stored)
     if source.mp16_shards:
         lookup = ray.remote(num_cpus=READ_CPUS)(read_metadata).remote(source.mp16_metadata)

@@ -1,16 +1,20 @@
 """The writer: turns embedded batches into photo points, upserts them in batches and flushes periodically; rows
-that cannot become points go to the rejects CSV with the reason."""
+that cannot become points go to the rejects CSV with the reason.
+
+In the pipeline it runs as one Ray actor (`WriterStage`): a single writer, as Qdrant Edge requires, in a process
+of its own, so that the driver's memory does not grow with the collection."""
 
 from __future__ import annotations
 
 import csv
+import json
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from ingest.rows import STORED
-from locator.bundle import Bundle
+from locator.bundle_config import BundleConfig
 from locator.store import PhotoPoint, VectorStore
 from locator.store.point import utc_now
 
@@ -20,9 +24,9 @@ NOT_PLACEABLE = "not placeable: the classifier puts it outside its true cell"
 class StoreWriter:
     """Writes accepted photos to the store and rejected ones (with the reason) to a CSV file."""
 
-    def __init__(self, store: VectorStore, bundle: Bundle, rejects_path: Path, placeable_only: bool,
+    def __init__(self, store: VectorStore, partitions: list, rejects_path: Path, placeable_only: bool,
                  flush_every: int = 20_000) -> None:
-        self.store, self.bundle, self.placeable_only = store, bundle, placeable_only
+        self.store, self.partitions, self.placeable_only = store, partitions, placeable_only
         self.flush_every = flush_every
         self.written = self.embedded = self.seen = self.already_stored = 0
         self.rejected: Counter[str] = Counter()
@@ -38,8 +42,12 @@ class StoreWriter:
 
     def _point(self, batch: dict, row: int, now: str) -> PhotoPoint:
         return PhotoPoint.placed(batch["photo_id"][row], batch["source"][row], batch["lat"][row], batch["lon"][row],
-                                 self.bundle.partitions, owner=batch["owner"][row], image=batch["image"][row],
+                                 self.partitions, owner=batch["owner"][row], image=batch["image"][row],
                                  cells=[int(c) for c in batch["cells"][row]], now=now)
+
+    def counts(self) -> dict[str, int]:
+        return {"seen": self.seen, "already_stored": self.already_stored, "embedded": self.embedded,
+                "written": self.written}
 
     def write(self, batch: dict) -> int:
         """Handle one embedded batch; returns the number of photos it covered."""
@@ -73,3 +81,23 @@ class StoreWriter:
     def close(self) -> None:
         self.flush()
         self._rejects_file.close()
+
+
+class WriterStage:
+    """The single writer as a Ray actor: each call writes one embedded batch and returns one row of counts."""
+
+    def __init__(self, store_location: str, bundle_dir: str, rejects: str, placeable_only: bool,
+                 flush_every: int) -> None:
+        from locator.store import open_store
+        info = BundleConfig.load(bundle_dir)
+        self.store = open_store(store_location, info.collection_spec(), wait_s=60.0)
+        self.writer = StoreWriter(self.store, info.partitions(), Path(rejects), placeable_only, flush_every)
+
+    def __call__(self, batch: dict) -> dict:
+        before = self.writer.counts()
+        rejected_before = Counter(self.writer.rejected)
+        self.writer.write(batch)
+        after = self.writer.counts()
+        row = {k: np.array([after[k] - before[k]]) for k in after}
+        row["rejected"] = np.array([json.dumps(dict(self.writer.rejected - rejected_before))], dtype=object)
+        return row

@@ -11,17 +11,16 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import timm
 import torch
-from PIL import Image
 from torch import nn
 
 from locator.bucketing import bucketed
 from locator.errors import BundleError
+from locator.preprocessing import Preprocessing
 
 IMAGENET_WEIGHTS = "imagenet"
 _LITE_PACKAGES = {
@@ -32,61 +31,6 @@ _LITE_PACKAGES = {
 
 class BackboneError(BundleError):
     """An unknown architecture or weights that cannot be loaded; the message names them."""
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """How photos become tensors: resize, then normalise.
-
-    The longest side becomes `size`; the other keeps the aspect ratio, rounded to a multiple of `bucket` px (so
-    that a stream of photos holds few shapes; locator.bucketing), which changes the aspect by at most
-    bucket / 2 / side (≤ 5 % for sides of 320 px and more, ≤ 7 % at 225 px). `bucket` 0 keeps the exact aspect;
-    `square` resizes to size × size.
-    """
-
-    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    interpolation: str = "bicubic"
-    size: int = 300
-    square: bool = False
-    bucket: int = 32
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict) -> Preprocessing:
-        # Bundles made before shape buckets kept the exact aspect: their collections were embedded so.
-        return cls(**{"bucket": 0, **data, "mean": tuple(data["mean"]), "std": tuple(data["std"])})
-
-    def target_size(self, width: int, height: int) -> tuple[int, int]:
-        """(width, height) after resizing."""
-        if self.square:
-            return self.size, self.size
-        scale = self.size / max(width, height)
-        w, h = max(1, round(width * scale)), max(1, round(height * scale))
-        if self.bucket:
-            w, h = (w, self._snap(h)) if width >= height else (self._snap(w), h)
-        return w, h
-
-    def _snap(self, side: int) -> int:
-        return max(self.bucket, round(side / self.bucket) * self.bucket)
-
-    def resized(self, image: Image.Image) -> Image.Image:
-        target = self.target_size(*image.size)
-        resample = Image.Resampling.BICUBIC if self.interpolation == "bicubic" else Image.Resampling.BILINEAR
-        return image.resize(target, resample) if image.size != target else image
-
-    def to_tensor(self, image: Image.Image) -> torch.Tensor:
-        """A (3, H, W) float tensor, normalised; `image` must be RGB (see locator.images.load_image)."""
-        return self.normalise(np.asarray(self.resized(image)))
-
-    def normalise(self, pixels: np.ndarray) -> torch.Tensor:
-        """(H, W, 3) uint8 RGB pixels, already resized → normalised (3, H, W) float tensor."""
-        tensor = torch.from_numpy(pixels.astype(np.float32) / 255.0).permute(2, 0, 1)
-        mean = torch.tensor(self.mean).view(3, 1, 1)
-        std = torch.tensor(self.std).view(3, 1, 1)
-        return (tensor - mean) / std
 
 
 class Backbone(nn.Module):

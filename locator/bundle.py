@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 from dataclasses import dataclass, field
@@ -23,32 +22,15 @@ from safetensors.torch import load_file, save_file
 
 import locator
 from locator.backbone import Backbone, Preprocessing, create_backbone
-from locator.cells import Partition, PartitionError
+from locator.cells import Partition
+from locator.bundle_config import (BACKBONE, CONFIG, FORMAT_VERSION, FUSION, RRM, BundleConfig, sha256_file,
+                                    fingerprint_of)
 from locator.errors import BundleError
 from locator.fusion import FusionModel
 from locator.heads import HEADS, Head, create_head
 from locator.rrm import ResidualRetrievalModule
 from locator.store.base import CollectionSpec
 
-FORMAT_VERSION = 1
-CONFIG = "config.json"
-BACKBONE = "backbone.safetensors"
-RRM = "rrm.safetensors"
-FUSION = "fusion.json"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def fingerprint_of(config: dict) -> str:
-    """SHA-256 of the canonical JSON of the config without its own fingerprint."""
-    body = {k: v for k, v in config.items() if k != "fingerprint"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass
@@ -64,13 +46,16 @@ class Bundle:
     fusion: FusionModel | None = None
 
     @property
+    def info(self) -> BundleConfig:
+        return BundleConfig(self.directory, self.config)
+
+    @property
     def fingerprint(self) -> str:
         return self.config["fingerprint"]
 
     @property
     def retrieval_space(self) -> str:
-        """What the collection embeds: "rrm" (the RRM's output) or "raw" (ℓ2-normalised backbone features)."""
-        return self.config["rrm"].get("space", "rrm") if self.config["rrm"] else "raw"
+        return self.info.retrieval_space
 
     @property
     def retrieval_rrm(self) -> ResidualRetrievalModule | None:
@@ -84,15 +69,7 @@ class Bundle:
         return rrm.dim if rrm is not None else self.backbone.feature_dim
 
     def collection_fingerprint(self) -> str:
-        """Identifies what a stored collection depends on: backbone weights, preprocessing, RRM and partitions.
-
-        Training another head changes the bundle's fingerprint but not this one, so collections stay valid.
-        """
-        files = self.config["files"]
-        rrm = files.get(RRM) if self.retrieval_space == "rrm" else None
-        parts = {"backbone": files[BACKBONE], "preprocessing": self.config["backbone"]["preprocessing"],
-                 "rrm": rrm, "partitions": [files[name] for name in self.config["partitions"]]}
-        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+        return self.info.collection_fingerprint()
 
     def collection_spec(self) -> CollectionSpec:
         return CollectionSpec(self.embedding_dim, len(self.partitions), self.collection_fingerprint())
@@ -180,7 +157,7 @@ class Bundle:
             files.append(RRM)
         if self.config.get("fusion"):
             files.append(FUSION)
-        self.config["files"] = {name: _sha256(self.directory / name) for name in files if (self.directory / name).exists()}
+        self.config["files"] = {name: sha256_file(self.directory / name) for name in files if (self.directory / name).exists()}
         self.config["versions"] = {"geoloc": locator.__version__, "torch": torch.__version__,
                                    "timm": timm.__version__, "python": platform.python_version()}
         self.config["fingerprint"] = fingerprint_of(self.config)
@@ -189,18 +166,8 @@ class Bundle:
     @classmethod
     def load(cls, directory: str | Path) -> Bundle:
         """Restore a bundle; a missing file, a changed file or a malformed config is a BundleError."""
-        directory = Path(directory)
-        config = _read_config(directory)
-        for name, digest in config["files"].items():
-            path = directory / name
-            if not path.is_file():
-                raise BundleError(f"{directory}: missing bundle file {name}")
-            if _sha256(path) != digest:
-                raise BundleError(f"{directory}: {name} does not match the bundle's config (changed after saving)")
-        try:
-            partitions = [Partition.read_csv(directory / name) for name in config["partitions"]]
-        except PartitionError as exc:
-            raise BundleError(f"{directory}: {exc}") from exc
+        info = BundleConfig.load(directory)
+        directory, config, partitions = info.directory, info.config, info.partitions()
         spec = config["backbone"]
         backbone = create_backbone(spec["arch"], weights=None)
         backbone.model.load_state_dict(load_file(str(directory / BACKBONE)))
@@ -227,19 +194,3 @@ class Bundle:
         return bundle
 
 
-def _read_config(directory: Path) -> dict:
-    path = directory / CONFIG
-    if not path.is_file():
-        raise BundleError(f"{directory}: not a model bundle (no {CONFIG})")
-    try:
-        config = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"{path}: not valid JSON ({exc})") from exc
-    required = {"format_version", "backbone", "partitions", "heads", "rrm", "files", "fingerprint"}
-    if not isinstance(config, dict) or required - set(config):
-        raise BundleError(f"{path}: missing keys {sorted(required - set(config or {}))}")
-    if config["format_version"] != FORMAT_VERSION:
-        raise BundleError(f"{path}: bundle format {config['format_version']} is not supported (need {FORMAT_VERSION})")
-    if fingerprint_of(config) != config["fingerprint"]:
-        raise BundleError(f"{path}: fingerprint does not match the config (edited by hand?)")
-    return config

@@ -9,11 +9,9 @@ from __future__ import annotations
 import csv
 import random
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import msgpack
 from PIL import Image, UnidentifiedImageError
 
 from locator.errors import DataError, SettingsError
@@ -209,40 +207,13 @@ class MP16Shards:
         by_id = {r.photo_id: r for r in read_benchmark_csv(self.metadata, source=self.source)}
         self.without_metadata = []
         for shard in self.shards:
+            from locator.shards import iter_shard_records
             for photo_id, data in iter_shard_records(Path(shard)):
                 base = by_id.get(photo_id)
                 if base is None:
                     self.without_metadata.append(photo_id)
                     continue
                 yield Record(f"{shard}#{photo_id}", base.lat, base.lon, base.owner, photo_id, base.source), data
-
-
-def iter_shard_records(source: Path | BinaryIO, name: str | None = None) -> Iterator[tuple[str, bytes]]:
-    """(photo id, encoded image) of each `{"id", "image"}` record of an MP16 msgpack shard, streamed from a path or
-    a binary file object; the one shard reader of the project (Ray ingest and training read shards with it)."""
-    label = name or str(source)
-    try:
-        if isinstance(source, (str, Path)):
-            with Path(source).open("rb") as handle:
-                yield from iter_shard_records(handle, label)
-            return
-        for position, item in enumerate(msgpack.Unpacker(source, raw=False, max_buffer_size=1 << 30)):
-            if not isinstance(item, dict) or "id" not in item or "image" not in item:
-                raise DatasetError(f"{label}: record {position} is not an {{'id', 'image'}} map")
-            yield str(item["id"]), bytes(item["image"])
-    except (OSError, msgpack.UnpackException, ValueError) as exc:
-        raise DatasetError(f"{label}: cannot read msgpack shard ({exc})") from exc
-
-
-def write_shard(path: str | Path, records: Iterable[tuple[str, bytes]]) -> int:
-    """Write `{"id", "image"}` msgpack records (photo id, encoded image) as one MP16-format shard; returns the count."""
-    count = 0
-    with Path(path).open("wb") as handle:
-        packer = msgpack.Packer(use_bin_type=True)
-        for photo_id, data in records:
-            handle.write(packer.pack({"id": str(photo_id), "image": bytes(data)}))
-            count += 1
-    return count
 
 
 def read_dataset(path: str | Path, images_dir: str | Path | None = None) -> list[Record]:

@@ -40,7 +40,8 @@ def make_photo_world(root: Path, photos_per_place: int = 10, size: tuple[int, in
 
 def write_shard_world(manifest: Path, out: Path, shards: int = 3) -> tuple[list[Path], Path]:
     """The manifest's photos as MP16 msgpack shards and a metadata CSV (IMG_ID,AUTHOR,LAT,LON)."""
-    from locator.datasets import read_manifest, write_shard
+    from locator.datasets import read_manifest
+    from locator.shards import write_shard
     records = read_manifest(manifest)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"shard{k}.msg" for k in range(shards)]

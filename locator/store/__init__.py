@@ -24,12 +24,13 @@ def store_location(location: str | None) -> str:
     return location
 
 
-def open_store(location: str | None, spec: CollectionSpec, create: bool = True) -> VectorStore:
-    """Open the collection at `location` for `spec`, creating it if `create`; another bundle's is an error."""
+def open_store(location: str | None, spec: CollectionSpec, create: bool = True, wait_s: float = 0.0) -> VectorStore:
+    """Open the collection at `location` for `spec`, creating it if `create`; another bundle's is an error.
+    An Edge store held by another process is retried for `wait_s` seconds."""
     location = store_location(location)
     if location.startswith("edge:"):
         from locator.store.edge import EdgeStore
-        return EdgeStore(location[len("edge:"):], spec, create)
+        return EdgeStore(location[len("edge:"):], spec, create, wait_s)
     if location == "memory" or location.startswith("memory:"):
         from qdrant_client import QdrantClient
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,25 +32,35 @@ def _cell_filter(field: str, cells: list[int]) -> qe.Filter:
 
 
 class EdgeStore(VectorStore):
-    def __init__(self, path: str | Path, spec: CollectionSpec, create: bool = True) -> None:
+    def __init__(self, path: str | Path, spec: CollectionSpec, create: bool = True, wait_s: float = 0.0) -> None:
+        """Open (or create) the shard; while another process holds its WAL, retry for up to `wait_s` seconds
+        (a writer of a killed job can outlive it by a few seconds)."""
         self.path = Path(path)
         self.location = f"edge:{self.path}"
         if not create and not (self.path / SPEC_FILE).is_file():
             raise StoreError(f"{self.location} holds no collection (ingest photos into it first with geoloc-ingest)")
         self.spec = _open_spec(self.path, spec)
-        shard_dir = self.path / "shard"
-        try:
-            if (shard_dir / "edge_config.json").exists():
-                self.shard = qe.EdgeShard.load(str(shard_dir))
-            else:
-                config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=spec.vector_size, distance=qe.Distance.Dot),
-                                       hnsw_config=qe.HnswIndexConfig(**_HNSW),
-                                       payload_memory=qe.Memory.Cached)  # lat/lon of hits are read per query
-                self.shard = qe.EdgeShard.create(str(shard_dir), config)
-        except Exception as exc:  # the binding raises a bare Exception, e.g. for a WAL held by another writer
-            raise StoreError(f"{self.location}: cannot open the Qdrant Edge shard ({exc}); "
-                             "is another process writing to it?") from exc
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                self.shard = self._open_shard(spec)
+                break
+            except Exception as exc:  # the binding raises a bare Exception, e.g. for a WAL held by another writer
+                if "WouldBlock" in str(exc) and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    continue
+                raise StoreError(f"{self.location}: cannot open the Qdrant Edge shard ({exc}); "
+                                 "is another process writing to it?") from exc
         self._ensure_cell_indexes()
+
+    def _open_shard(self, spec: CollectionSpec) -> qe.EdgeShard:
+        shard_dir = self.path / "shard"
+        if (shard_dir / "edge_config.json").exists():
+            return qe.EdgeShard.load(str(shard_dir))
+        config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=spec.vector_size, distance=qe.Distance.Dot),
+                               hnsw_config=qe.HnswIndexConfig(**_HNSW),
+                               payload_memory=qe.Memory.Cached)  # lat/lon of hits are read per query
+        return qe.EdgeShard.create(str(shard_dir), config)
 
     def _ensure_cell_indexes(self) -> None:
         existing = set(self.shard.info().payload_schema)

@@ -7,8 +7,8 @@ import pytest
 import ray
 
 from ingest.rows import STORED
-from ingest.shards import MP16ShardDatasource, read_metadata
-from locator.datasets import iter_shard_records, write_shard
+from ingest.shards import MP16ShardDatasource
+from locator.shards import iter_shard_records, read_metadata, write_shard
 from locator.store import point_id
 
 

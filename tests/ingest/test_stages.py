@@ -51,7 +51,7 @@ def test_stages_embed_like_the_encoder_and_write_rejects(trained, tmp_path):
 
     rejects = tmp_path / "rejects.csv"
     with open_store(f"edge:{tmp_path / 'store'}", bundle.collection_spec()) as store:
-        writer = StoreWriter(store, bundle, rejects, placeable_only=True)
+        writer = StoreWriter(store, bundle.partitions, rejects, placeable_only=True)
         writer.write(embedded)
         writer.close()
         placeable = int(embedded["placeable"].sum())

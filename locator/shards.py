@@ -1,0 +1,116 @@
+"""MP16 msgpack shards: records `{"id": str, "image": bytes}` one after another. The one shard reader of the
+project: Ray ingest streams shards with it, fine-tuning reads records by offset from an index of them, and both
+join records with a metadata CSV (`IMG_ID,AUTHOR,LAT,LON,...`) through `MetadataLookup`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import msgpack
+import numpy as np
+
+from locator.datasets import DatasetError
+from locator.feature_cache import group_ids
+
+
+def iter_shard_records(source: Path | BinaryIO, name: str | None = None) -> Iterator[tuple[str, bytes]]:
+    """(photo id, encoded image) of each `{"id", "image"}` record of an MP16 msgpack shard, streamed from a path or
+    a binary file object; the one shard reader of the project (Ray ingest and training read shards with it)."""
+    label = name or str(source)
+    try:
+        if isinstance(source, (str, Path)):
+            with Path(source).open("rb") as handle:
+                yield from iter_shard_records(handle, label)
+            return
+        for position, item in enumerate(msgpack.Unpacker(source, raw=False, max_buffer_size=1 << 30)):
+            if not isinstance(item, dict) or "id" not in item or "image" not in item:
+                raise DatasetError(f"{label}: record {position} is not an {{'id', 'image'}} map")
+            yield str(item["id"]), bytes(item["image"])
+    except (OSError, msgpack.UnpackException, ValueError) as exc:
+        raise DatasetError(f"{label}: cannot read msgpack shard ({exc})") from exc
+
+
+def write_shard(path: str | Path, records: Iterable[tuple[str, bytes]]) -> int:
+    """Write `{"id", "image"}` msgpack records (photo id, encoded image) as one MP16-format shard; returns the count."""
+    count = 0
+    with Path(path).open("wb") as handle:
+        packer = msgpack.Packer(use_bin_type=True)
+        for photo_id, data in records:
+            handle.write(packer.pack({"id": str(photo_id), "image": bytes(data)}))
+            count += 1
+    return count
+
+
+def index_shard(path: str | Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(photo ids, byte offsets, byte lengths) of every record of a shard, for reading records one by one."""
+    ids, offsets, lengths = [], [], []
+    try:
+        with Path(path).open("rb") as handle:
+            unpacker = msgpack.Unpacker(handle, raw=False, max_buffer_size=1 << 30)
+            start = 0
+            for position, item in enumerate(unpacker):
+                if not isinstance(item, dict) or "id" not in item:
+                    raise DatasetError(f"{path}: record {position} is not an {{'id', 'image'}} map")
+                end = unpacker.tell()
+                ids.append(str(item["id"]))
+                offsets.append(start)
+                lengths.append(end - start)
+                start = end
+    except (OSError, msgpack.UnpackException, ValueError) as exc:
+        raise DatasetError(f"{path}: cannot read msgpack shard ({exc})") from exc
+    return ids, np.array(offsets, dtype=np.int64), np.array(lengths, dtype=np.int64)
+
+
+def read_shard_record(path: str | Path, offset: int, length: int) -> tuple[str, bytes]:
+    """One record of a shard, by its offset and length from `index_shard`."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        item = msgpack.unpackb(os.pread(fd, int(length), int(offset)), raw=False)
+    except (OSError, msgpack.UnpackException, ValueError) as exc:
+        raise DatasetError(f"{path}: cannot read the record at byte {offset} ({exc})") from exc
+    finally:
+        os.close(fd)
+    return str(item["id"]), bytes(item["image"])
+
+
+@dataclass(frozen=True)
+class MetadataLookup:
+    """Metadata columns sorted by `keys` (hashes of the photo ids)."""
+
+    keys: np.ndarray
+    lat: np.ndarray
+    lon: np.ndarray
+    owner_codes: np.ndarray
+    owners: list[str]
+
+    def find(self, photo_ids: list[str]) -> np.ndarray:
+        """Row of each photo id, or -1."""
+        keys = group_ids(photo_ids)
+        if not len(self.keys):
+            return np.full(len(keys), -1)
+        pos = np.clip(np.searchsorted(self.keys, keys), 0, len(self.keys) - 1)
+        return np.where(self.keys[pos] == keys, pos, -1)
+
+
+def read_metadata(path: str | Path) -> MetadataLookup:
+    """The lookup of a benchmark-format metadata CSV (IMG_ID, AUTHOR, LAT, LON columns, any case)."""
+    from pyarrow import csv
+
+    table = csv.read_csv(str(path))
+    names = {name.strip().lower(): name for name in table.column_names}
+    missing = {"img_id", "lat", "lon"} - set(names)
+    if missing:
+        raise DatasetError(f"{path}: metadata needs the columns IMG_ID, LAT, LON (missing {', '.join(sorted(missing))})")
+    ids = [str(v) for v in table.column(names["img_id"]).to_pylist()]
+    owners = [str(v or "") for v in table.column(names["author"]).to_pylist()] if "author" in names else [""] * len(ids)
+    unique, codes = np.unique(np.array(owners, dtype=object), return_inverse=True)
+    keys = group_ids(ids)
+    order = np.argsort(keys, kind="stable")
+    lat = np.asarray(table.column(names["lat"]).to_numpy(zero_copy_only=False), dtype=np.float64)
+    lon = np.asarray(table.column(names["lon"]).to_numpy(zero_copy_only=False), dtype=np.float64)
+    return MetadataLookup(keys[order], lat[order], lon[order], codes[order].astype(np.int32), [str(o) for o in unique])
