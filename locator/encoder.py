@@ -41,6 +41,11 @@ class EncodedPhotos:
     def ok(self) -> np.ndarray:
         return np.array([not e for e in self.errors], dtype=bool)
 
+    def take(self, rows: Sequence[int]) -> EncodedPhotos:
+        rows = list(rows)
+        return EncodedPhotos([self.names[r] for r in rows], [self.errors[r] for r in rows], self.features[rows],
+                             self.embeddings[rows])
+
     @classmethod
     def concat(cls, parts: Sequence[EncodedPhotos]) -> EncodedPhotos:
         return cls(names=[n for p in parts for n in p.names], errors=[e for p in parts for e in p.errors],

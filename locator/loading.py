@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from locator.backbone import Preprocessing
 from locator.images import ImageLoadError, load_image, to_model_image
 
-ImageInput = str | Path | Image.Image | np.ndarray
+ImageInput = str | Path | bytes | Image.Image | np.ndarray
 CPU_THREADS = 2
 READ_AHEAD = 32  # photos decoded ahead of the model on a CPU
 
@@ -28,8 +28,11 @@ def photo_name(item: ImageInput, index: int) -> str:
 
 
 def read_photo(item: ImageInput) -> Image.Image:
-    """A path, PIL image or uint8 array as an upright, metadata-free RGB image; ImageLoadError otherwise."""
+    """A path, encoded bytes, PIL image or uint8 array as an upright, metadata-free RGB image; ImageLoadError
+    otherwise."""
     if isinstance(item, (str, Path)):
+        return load_image(item)
+    if isinstance(item, bytes):
         return load_image(item)
     if isinstance(item, Image.Image):
         return to_model_image(item)

@@ -194,5 +194,6 @@ def neighbours(ids: np.ndarray, scores: np.ndarray, lat: np.ndarray, lon: np.nda
     for pid, score, n_lat, n_lon, d in zip(ids, scores, lat, lon, distances):
         payload = payloads.get(int(pid), {})
         out.append(Neighbour(str(payload.get("photo_id", pid)), str(payload.get("source", "")),
-                             str(payload.get("image", "")), float(n_lat), float(n_lon), float(score), float(d)))
+                             str(payload.get("image", "")), float(n_lat), float(n_lon), float(score), float(d),
+                             int(pid)))
     return out

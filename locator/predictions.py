@@ -24,6 +24,7 @@ class Neighbour:
     lon: float
     similarity: float
     distance_km: float
+    point_id: int | None = None  # the reference's id in the store
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from locator.datasets import DatasetError, Record, owner_split, read_dataset
-from locator.errors import GeolocError
+from locator.errors import GeolocError, SettingsError
 from locator.feature_cache import FeatureCache, FeatureCacheError
 from locator.heads import HEADS
 from locator.settings import add_arguments, from_args
@@ -218,19 +218,33 @@ def _sources(index: Path) -> set[str]:
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from training.backbone import finetune_backbone
+    from training.backbone import finetune_backbone, init_distributed
+    from training.photo_data import PhotoIndex
+    ranks = init_distributed()
     bundle = _load_bundle(args.bundle)
-    records = _records(args)
+    fine = bundle.partitions[-1]
+    if args.mp16_shards:
+        if not args.mp16_metadata:
+            raise SettingsError("MP16 shards need their metadata CSV (--mp16-metadata)")
+        index = PhotoIndex.from_shards(args.mp16_shards, args.mp16_metadata, fine)
+    elif args.data:
+        index = PhotoIndex.from_records(_records(args), fine)
+    else:
+        raise SettingsError("give --data (a manifest) or --mp16-shards with --mp16-metadata")
     settings = from_args(BackboneSettings, args)
-    head, losses = finetune_backbone(bundle.backbone, records, bundle.partitions[-1], settings, device=args.device)
+    head, losses = finetune_backbone(bundle.backbone, index, fine, settings, device=args.device,
+                                     checkpoints=args.checkpoints, resume=args.resume)
+    if not ranks.main:
+        return 0
     bundle.set_backbone(bundle.backbone, weights_source=f"fine-tuned from {bundle.config['backbone']['weights_source']}")
     if len(bundle.partitions) == 1:
         bundle.set_head(head, make_default=True, training={**settings.to_json(), "joint_with_backbone": True})
-    bundle.update_training(backbone=settings.to_json())
+    bundle.update_training(backbone={**settings.to_json(), "ranks": ranks.world, "photos": len(index)})
     log = _write_text_log(bundle, "backbone", "epoch,loss\n" + "".join(f"{k + 1},{v:.6f}\n"
                                                                       for k, v in enumerate(losses)))
-    print(f"backbone: fine-tuned on {len(records):,} photos, loss per epoch {', '.join(f'{v:.3f}' for v in losses)}"
-          f" -> {args.bundle} (log {log}); re-run `features` before training heads on the new backbone")
+    print(f"backbone: fine-tuned on {len(index):,} photos over {ranks.world} rank(s), loss per epoch "
+          f"{', '.join(f'{v:.3f}' for v in losses)} -> {args.bundle} (log {log}); re-run `features` before training "
+          "heads on the new backbone")
     return 0
 
 
@@ -300,8 +314,8 @@ def _run_publish(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="manifest CSV, benchmark CSV or folder of EXIF-GPS photos")
+def _add_data_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument("--data", required=required, help="manifest CSV, benchmark CSV or folder of EXIF-GPS photos")
     parser.add_argument("--images", help="folder that benchmark IMG_IDs are relative to")
     parser.add_argument("--split", choices=["all", "train", "val"], default="all",
                         help="owner-grouped split to use (default: all)")
@@ -414,11 +428,18 @@ def _commands(commands: argparse._SubParsersAction) -> None:
     publish.add_argument("--description", default="", help="recorded in the run's marker file")
     publish.set_defaults(run=_run_publish)
 
-    finetune = commands.add_parser("backbone", help="fine-tune the bundle's backbone with cross-entropy over cells")
+    finetune = commands.add_parser(
+        "backbone", help="fine-tune the bundle's backbone with cross-entropy over cells",
+        description="Fine-tune the bundle's backbone (one process, or many with torchrun: "
+                    "torchrun --nproc_per_node=4 -m training.cli backbone …).")
     finetune.add_argument("--bundle", required=True, type=Path, help="model bundle folder")
-    _add_data_arguments(finetune)
+    _add_data_arguments(finetune, required=False)
+    finetune.add_argument("--mp16-shards", nargs="+", default=None, help="MP16 msgpack shards instead of --data")
+    finetune.add_argument("--mp16-metadata", default=None, help="their metadata CSV (IMG_ID,AUTHOR,LAT,LON,…)")
     add_arguments(finetune, BackboneSettings, skip=("seed",))
-    finetune.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
+    finetune.add_argument("--checkpoints", type=Path, default=None, help="folder for periodic checkpoints")
+    finetune.add_argument("--resume", action="store_true", help="continue from the checkpoint in --checkpoints")
+    finetune.add_argument("--device", default=None, help="cuda or cpu (default: this rank's GPU when present)")
     finetune.set_defaults(run=_finetune)
 
 

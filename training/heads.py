@@ -131,10 +131,11 @@ def train_head(kind: str, data: TrainingRows, partitions: list[Partition], setti
     optimiser, scheduler = adamw_cosine(head.parameters(), settings.lr, settings.weight_decay, settings.epochs * steps)
     rng = np.random.default_rng(settings.seed)
     log = HeadLog(train_rows=len(train_rows), validation_rows=len(val_rows))
-    best_key, best_state, waited, seen, start = None, None, 0, 0, time.perf_counter()
+    best_key, best_state, waited, seen, start, training_seconds = None, None, 0, 0, time.perf_counter(), 0.0
     for epoch in tqdm(range(1, settings.epochs + 1), desc=f"head {kind}", unit="epoch", disable=not progress):
         head.train()
         total = 0.0
+        epoch_rows, epoch_start = 0, time.perf_counter()
         for rows, x in batches(data, train_rows, settings.batch_size, rng):
             loss = _loss(head, to_device(x, device), classes_t[rows].to(device), latlon_t[rows].to(device))
             optimiser.zero_grad(set_to_none=True)
@@ -142,8 +143,12 @@ def train_head(kind: str, data: TrainingRows, partitions: list[Partition], setti
             optimiser.step()
             scheduler.step()
             total += loss.item() * len(rows)
-            seen += len(rows)
-        entry = EpochLog(epoch, total / max(len(train_rows), 1))
+            epoch_rows += len(rows)
+            if settings.max_seconds is not None and time.perf_counter() - start > settings.max_seconds:
+                break
+        seen += epoch_rows
+        training_seconds += time.perf_counter() - epoch_start
+        entry = EpochLog(epoch, total / max(epoch_rows, 1))
         if len(val_rows):
             for name, value in validate(head, val_x, classes[val_rows], data.lat[val_rows], data.lon[val_rows],
                                         device).items():
@@ -155,6 +160,8 @@ def train_head(kind: str, data: TrainingRows, partitions: list[Partition], setti
             best_key, best_state, log.best_epoch = score, copy.deepcopy(head.state_dict()), epoch
         if epoch >= settings.min_epochs and waited >= settings.patience:
             break
-    log.samples_per_second = seen / max(time.perf_counter() - start, 1e-9)
+        if settings.max_seconds is not None and time.perf_counter() - start > settings.max_seconds:
+            break
+    log.samples_per_second = seen / max(training_seconds, 1e-9)  # optimisation steps only, validation excluded
     head.load_state_dict(best_state)
     return head.cpu().eval(), log

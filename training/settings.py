@@ -22,6 +22,8 @@ class HeadSettings:
     min_epochs: int = option(20, "train at least this many epochs before stopping early", minimum=1)
     patience: int = option(10, "then stop after this many epochs without better validation accuracy "
                                "(cell, 25 km and 750 km summed)", minimum=1)
+    max_seconds: float | None = option(None, "stop training after this much time (benchmarks, smoke runs)",
+                                       minimum=0)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -59,7 +61,8 @@ class RRMSettings:
 @dataclass(frozen=True)
 class BackboneSettings:
     epochs: int = option(15, "passes over the training photos", minimum=1)
-    batch_size: int = option(64, "photos per SGD step", minimum=1)
+    batch_size: int = option(64, "photos per SGD step, over all ranks together (a multiple of their number)",
+                             minimum=1)
     lr: float = option(0.01, "SGD learning rate (halved every --lr-step-epochs)", minimum=0)
     momentum: float = option(0.9, "SGD momentum", minimum=0)
     weight_decay: float = option(1e-4, "SGD weight decay", minimum=0)
@@ -67,8 +70,11 @@ class BackboneSettings:
     lr_gamma: float = option(0.5, "learning-rate factor at each step", minimum=0)
     image_size: int = option(300, "training crop side in pixels", minimum=32)
     max_steps: int | None = option(None, "stop after this many steps (CPU smoke runs)", minimum=1)
-    workers: int = option(2, "data-loading worker processes", minimum=0)
+    workers: int = option(2, "data-loading worker processes per rank", minimum=0)
     seed: int = option(0, "random seed")
+    batch_norm: str = option("sync", "batch-norm statistics: sync (shared by the GPUs), train (per rank) or frozen "
+                                     "(the pretrained ones)", choices=("sync", "train", "frozen"))
+    checkpoint_every: int = option(1000, "steps between checkpoints (with --checkpoints)", minimum=1)
 
     def to_json(self) -> dict:
         return asdict(self)

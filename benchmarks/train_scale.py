@@ -1,0 +1,136 @@
+"""Benchmark: head and RRM training at MP16 scale from a streamed feature cache.
+
+Builds (once, in chunks) a synthetic MP16-shaped cache: 4,723,695 rows × 1,792 float16 features (16.9 GB), with
+coordinates resampled from `shared/meta/mp16_coordinates_100k.csv` and features that carry a location signal (a
+random direction per fine cell plus noise), so that the losses fall. The partitions are the real MP16 ones,
+`shared/meta/cells_50_{5000,2000,1000}.csv` (3,298 / 7,202 / 12,893 cells). Then one epoch of ce, hc and mvmf
+(capped in time: the rate is what is reported) and a fixed number of RRM steps, each stage in its own process,
+which reports its peak resident memory. Runs on CUDA when present (the GPU is named), else on the CPUs.
+
+    python benchmarks/train_scale.py [--rows 4723695] [--seconds 120] [--rrm-steps 40] [--work runs/train_scale]
+
+Writes benchmarks/results/train_scale.json (fields `rows`, `cells`, and per stage `samples_per_second`,
+`peak_rss_mb`) and train_scale.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from locator.cells import Partition
+
+RESULTS = Path(__file__).parent / "results"
+DIM = 1792
+CHUNK = 100_000
+STAGE = """
+import json, sys, time
+import numpy as np
+import torch
+from locator.cells import Partition
+from locator.feature_cache import FeatureCache
+from training.batches import TrainingRows
+from training.heads import train_head
+from training.rrm import train_rrm
+from training.settings import HeadSettings, RRMSettings
+kind, work, seconds, steps = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+partitions = [Partition.read_csv(p) for p in sys.argv[5:]]
+data = TrainingRows.from_cache(FeatureCache.open(work))
+start = time.perf_counter()
+if kind == "rrm":
+    cells = partitions[-1].lookup(data.lat, data.lon)
+    _, log = train_rrm(data, cells, RRMSettings(steps=steps, eval_every=steps, space="rrm"), progress=False)
+    result = {"samples_per_second": 2 * log.pairs_per_second, "samples": 2 * 128 * log.steps,
+              "precision_at_10": log.to_json()["precision_at_10"]}
+else:
+    init = None
+    settings = HeadSettings(epochs=1, min_epochs=1, max_seconds=seconds)
+    _, log = train_head(kind, data, partitions, settings, progress=False)
+    result = {"samples_per_second": log.samples_per_second, "samples": log.train_rows, "epochs": len(log.epochs),
+              "first_loss": log.epochs[0].loss, "validation": log.to_json()["best"]}
+status = open("/proc/self/status").read()
+result["peak_rss_mb"] = int(status.split("VmHWM:")[1].split()[0]) / 1024
+result["seconds"] = time.perf_counter() - start
+result["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
+print("RESULT", json.dumps(result))
+"""
+
+
+def shared_meta() -> Path:
+    return Path(os.environ.get("GEOLOC_SHARED", "../shared")) / "meta"
+
+
+def build_cache(work: Path, rows: int, partitions: list[Partition]) -> None:
+    from training.features import create_array_cache
+    if (work / "meta.json").is_file():
+        return
+    sample = np.loadtxt(shared_meta() / "mp16_coordinates_100k.csv", delimiter=",", skiprows=1)
+    rng = np.random.default_rng(0)
+    picked = sample[rng.integers(0, len(sample), rows)]
+    lat = np.clip(picked[:, 0] + rng.normal(0, 0.01, rows), -90, 90)
+    lon = (picked[:, 1] + rng.normal(0, 0.01, rows) + 180) % 360 - 180
+    fine = partitions[-1]
+    directions = rng.normal(size=(len(fine) + 1, DIM)).astype(np.float32)
+
+    def chunks():
+        for s in range(0, rows, CHUNK):
+            cells = fine.lookup(lat[s:s + CHUNK], lon[s:s + CHUNK])
+            noise = rng.normal(size=(len(cells), DIM)).astype(np.float32)
+            yield (2.0 * directions[cells] + noise).astype(np.float16)
+
+    create_array_cache(work, chunks(), rows, DIM, lat, lon, rng.integers(0, rows // 10, rows),
+                       {"backbone": "synthetic MP16-shaped features"})
+
+
+def run_stage(kind: str, work: Path, seconds: float, steps: int, partition_files: list[Path]) -> dict:
+    result = subprocess.run([sys.executable, "-c", STAGE, kind, str(work), str(seconds), str(steps),
+                             *map(str, partition_files)], capture_output=True, text=True)
+    if result.returncode:
+        raise SystemExit(f"stage {kind} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.split("RESULT", 1)[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=4_723_695)
+    parser.add_argument("--seconds", type=float, default=120.0, help="time cap of each head's epoch")
+    parser.add_argument("--rrm-steps", type=int, default=40)
+    parser.add_argument("--work", type=Path, default=Path("runs/train_scale"))
+    args = parser.parse_args()
+    partition_files = [shared_meta() / f"cells_50_{t}.csv" for t in (5000, 2000, 1000)]
+    partitions = [Partition.read_csv(p) for p in partition_files]
+    start = time.perf_counter()
+    build_cache(args.work / "cache", args.rows, partitions)
+    build_seconds = time.perf_counter() - start
+    size_gb = (args.work / "cache" / "features.npy").stat().st_size / 1e9
+    stages = {}
+    for kind in ("ce", "hc", "mvmf", "rrm"):
+        stages[kind] = run_stage(kind, args.work / "cache", args.seconds, args.rrm_steps, partition_files)
+        print(kind, json.dumps(stages[kind]), flush=True)
+    report = {"rows": args.rows, "cells": [len(p) for p in partitions], "dim": DIM, "cache_gb": round(size_gb, 1),
+              "cache_build_seconds": round(build_seconds, 1), "cpu_count": os.cpu_count(),
+              "time_cap_seconds": args.seconds, "rrm_steps": args.rrm_steps, "stages": stages}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "train_scale.json").write_text(json.dumps(report, indent=2) + "\n")
+    device = stages["ce"]["device"]
+    lines = ["# Training at MP16 scale\n",
+             f"{args.rows:,} rows × {DIM} float16 features ({size_gb:.1f} GB on disk, synthetic with a location "
+             f"signal), the real MP16 partitions ({' / '.join(f'{c:,}' for c in report['cells'])} cells), on "
+             f"{device} ({os.cpu_count()} cores). Each head: one epoch capped at {args.seconds:.0f} s; the RRM: "
+             f"{args.rrm_steps} steps of 128 pairs. Each stage in its own process.\n",
+             "| stage | samples/s | peak RSS (MB) | seconds |", "|---|---|---|---|"]
+    lines += [f"| {kind} | {s['samples_per_second']:,.0f} | {s['peak_rss_mb']:,.0f} | {s['seconds']:.0f} |"
+              for kind, s in stages.items()]
+    (RESULTS / "train_scale.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

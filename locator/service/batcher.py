@@ -1,0 +1,66 @@
+"""Micro-batching: photos of concurrent requests are read and embedded together, for at most `wait_ms` or
+`max_batch` photos, on the one worker thread that owns the models and the store; each request then gets its
+own predictions with its own settings."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+from locator.methods import LocateSettings
+from locator.predictions import Prediction
+
+Run = Callable[[list[tuple[list[bytes], LocateSettings]]], list[list[Prediction]]]
+
+
+@dataclass
+class _Job:
+    photos: list[bytes]
+    settings: LocateSettings
+    done: asyncio.Future
+
+
+class MicroBatcher:
+    def __init__(self, run: Run, executor: Executor, max_batch: int, wait_ms: float) -> None:
+        self.run, self.executor, self.max_batch, self.wait_s = run, executor, max_batch, wait_ms / 1000
+        self.queue: asyncio.Queue[_Job] | None = None
+        self.task: asyncio.Task | None = None
+
+    async def submit(self, photos: list[bytes], settings: LocateSettings) -> list[Prediction]:
+        if self.task is None:
+            self.queue = asyncio.Queue()
+            self.task = asyncio.get_running_loop().create_task(self._serve())
+        job = _Job(photos, settings, asyncio.get_running_loop().create_future())
+        await self.queue.put(job)
+        return await job.done
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = [await self.queue.get()]
+            deadline = time.monotonic() + self.wait_s
+            while sum(len(j.photos) for j in jobs) < self.max_batch:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    jobs.append(await asyncio.wait_for(self.queue.get(), left))
+                except asyncio.TimeoutError:
+                    break
+            try:
+                results = await loop.run_in_executor(self.executor, self.run, [(j.photos, j.settings) for j in jobs])
+            except Exception as exc:  # handed to each waiting request: the service answers, the loop goes on
+                for job in jobs:
+                    if not job.done.done():
+                        job.done.set_exception(exc)
+                continue
+            for job, result in zip(jobs, results):
+                if not job.done.done():
+                    job.done.set_result(result)
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()

@@ -1,0 +1,154 @@
+"""What the service serves: one locator over one collection, which grows while it serves.
+
+All model and store work runs on one worker thread (the Edge store takes one writer, and the models are not
+shared across threads). Photos added through the service are validated like ingest, re-encoded (pixels only)
+into the uploads folder, embedded, written and flushed before the answer: once acknowledged, they survive a
+kill -9 of the service.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from locator.api import Locator
+from locator.errors import DataError, StoreError
+from locator.geo import CoordinateError, validate_latlon
+from locator.images import load_image
+from locator.methods import LocateSettings
+from locator.predictions import Prediction
+from locator.shards import index_shard, read_shard_record
+from locator.store import PhotoPoint, cell_field
+
+THUMBNAIL_PX = 160
+PAGE = 10_000
+
+
+class ServedCollection:
+    def __init__(self, locator: Locator, uploads: Path) -> None:
+        if locator.store is None:
+            raise StoreError("the service needs a store: give --store or set GEOLOC_STORE")
+        self.locator, self.store, self.uploads = locator, locator.store, uploads
+        self.uploads.mkdir(parents=True, exist_ok=True)
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geoloc-worker")
+        self._counts: Counter[int] | None = None
+        self._lock = threading.Lock()
+
+    # --- locate ---------------------------------------------------------------------------------------------
+    def locate_groups(self, groups: list[tuple[list[bytes], LocateSettings]]) -> list[list[Prediction]]:
+        """Photos of several requests, embedded together; each group located with its own settings."""
+        photos = [photo for group, _ in groups for photo in group]
+        encoded = self.locator.encode(photos)
+        out, start = [], 0
+        for group, settings in groups:
+            rows = list(range(start, start + len(group)))
+            out.append(self.locator.predict(encoded.take(rows), settings))
+            start += len(group)
+        return out
+
+    # --- add ------------------------------------------------------------------------------------------------
+    def add_photo(self, data: bytes, lat: float, lon: float, photo_id: str, owner: str, source: str) -> PhotoPoint:
+        """Validate, keep and embed one reference photo; durable when this returns."""
+        try:
+            lat_a, lon_a = validate_latlon(lat, lon, f"photo {photo_id!r}")
+        except CoordinateError as exc:
+            raise DataError(str(exc)) from exc
+        if not photo_id.strip():
+            raise DataError("photo_id must not be empty")
+        image = load_image(data, name=f"photo {photo_id!r}")
+        bundle = self.locator.bundle
+        point = PhotoPoint.placed(photo_id.strip(), source.strip() or "service", float(lat_a), float(lon_a),
+                                  bundle.partitions, owner=owner.strip())
+        path = self.uploads / f"{point.id}.jpg"
+        _write_durably(path, image)
+        point = PhotoPoint.placed(point.photo_id, point.source, point.lat, point.lon, bundle.partitions,
+                                  owner=point.owner, image=str(path.resolve()), cells=list(point.cells))
+        encoded = self.locator.encode([path])
+        if encoded.errors[0]:
+            raise DataError(encoded.errors[0])
+        self.store.add([point], encoded.embeddings[:1])
+        self.store.flush()
+        with self._lock:
+            if self._counts is not None:
+                self._counts[point.cells[-1]] += 1
+        return point
+
+    # --- the collection -------------------------------------------------------------------------------------
+    def count(self) -> int:
+        return self.store.count()
+
+    def cell_counts(self) -> Counter[int]:
+        """Points per finest cell (read once from the store, then kept up to date by the service's writes)."""
+        with self._lock:
+            if self._counts is None:
+                field, counts = cell_field(len(self.locator.bundle.partitions) - 1), Counter()
+                ids = self.store.all_ids()
+                for s in range(0, len(ids), PAGE):
+                    counts.update(int(p.get(field, -1)) for p in self.store.payloads(ids[s:s + PAGE]).values())
+                self._counts = counts
+            return Counter(self._counts)
+
+    def page(self, offset: int, limit: int) -> tuple[int, list[dict]]:
+        ids = np.sort(self.store.all_ids())
+        chosen = [int(i) for i in ids[offset:offset + limit]]
+        payloads = self.store.payloads(chosen)
+        return len(ids), [{"id": str(i), **payloads[i]} for i in chosen if i in payloads]
+
+    def thumbnail(self, point: int) -> bytes:
+        payload = self.store.payloads([point]).get(point)
+        if payload is None:
+            raise KeyError(point)
+        return _thumbnail(str(payload.get("image", "")))
+
+
+def _write_durably(path: Path, image: Image.Image) -> None:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("wb") as handle:
+        image.save(handle, format="JPEG", quality=92)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+@lru_cache(maxsize=64)
+def _shard_index(path: str) -> dict[str, tuple[int, int]]:
+    ids, offsets, lengths = index_shard(path)
+    return {i: (int(o), int(n)) for i, o, n in zip(ids, offsets, lengths)}
+
+
+@lru_cache(maxsize=2048)
+def _thumbnail(location: str) -> bytes:
+    """A JPEG thumbnail of the photo at a location recorded at ingest: a path, or SHARD#ID."""
+    if "#" in location and not Path(location).is_file():
+        shard, _, photo_id = location.rpartition("#")
+        offset, length = _shard_index(shard)[photo_id]
+        image = load_image(read_shard_record(shard, offset, length)[1], name=location)
+    else:
+        image = load_image(location)
+    image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def prediction_json(p: Prediction, cell_polygon: list[list[float]] | None) -> dict:
+    def clean(value):
+        return None if isinstance(value, float) and math.isnan(value) else value
+    out = {k: clean(v) for k, v in vars(p).items() if k != "neighbours"}
+    out["cell_polygon"] = cell_polygon
+    out["neighbours"] = []
+    for n in p.neighbours:
+        entry = {k: clean(v) for k, v in vars(n).items()}
+        entry["point_id"] = str(n.point_id) if n.point_id is not None else None  # 63-bit: a string for JavaScript
+        entry["thumbnail"] = f"/v1/photos/{n.point_id}/thumbnail" if n.point_id is not None else None
+        out["neighbours"].append(entry)
+    return out
