@@ -17,10 +17,14 @@ STORE := edge:$(STAGE)/store
 
 .PHONY: install demo test bench clean
 
-$(BIN)/.installed: pyproject.toml
+# The web page's scripts, styles and basemap come from the npm registry at install time (never from a CDN).
+WEB := locator/service/web
+
+$(BIN)/.installed: pyproject.toml $(WEB)/package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	npm ci --prefix $(WEB) --no-audit --no-fund --silent
 	touch $@
 
 install: $(BIN)/.installed

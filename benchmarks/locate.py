@@ -1,4 +1,5 @@
-"""Benchmark: per-photo time of `locate` with the default method (fused), split by stage, at batch 1 and 64.
+"""Benchmark: per-photo time of `locate` with the default method (fused), split by stage, for photos located
+one at a time and 64 at a time.
 
 Stages: decode (read + EXIF orientation + RGB + resize + normalise), backbone, embedding (RRM or normalised raw
 features), head, search + scoring (the store queries, DBSCAN, the fused model), and evidence (payloads of the
@@ -48,8 +49,9 @@ def run(locator: Locator, images: list[str], batch_size: int) -> dict[str, float
         chunk = images[first:first + batch_size]
         tensors = timed("decode", lambda: list(load_stream(chunk, preprocessing, encoder.device, workers=0)))
         features = np.zeros((len(chunk), locator.bundle.backbone.feature_dim), np.float32)
+        # The backbone's own batch is the device's default (4 on a CPU, 128 on a GPU), by shape bucket.
         for indices, values in timed("backbone", lambda: list(stream_features(locator.bundle.backbone, tensors,
-                                                                             batch_size, encoder.device))):
+                                                                             None, encoder.device))):
             features[indices] = values
         embeddings = timed("embedding", encoder.embed_features, features)
         timed("head", encoder.classify, features)

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from locator.datasets import IMAGE_SUFFIXES, DatasetError, read_dataset
 from locator.errors import GeolocError, OutputError, SettingsError
 from locator.methods import STORE_METHODS, LocateSettings
 from locator.predictions import Prediction
+from locator.service.settings import ServiceSettings
 from locator.settings import add_arguments, from_args
 from locator.store import store_location
 
@@ -228,6 +230,38 @@ def _evaluate_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
+def default_uploads(location: str) -> Path:
+    """Beside an Edge store (`<store>.uploads`); in the working folder for a server collection."""
+    if location.startswith("edge:"):
+        return Path(location[len("edge:"):].rstrip("/") + ".uploads")
+    return Path("geoloc-uploads")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    token = args.token or os.environ.get("GEOLOC_TOKEN")
+    settings = from_args(ServiceSettings, args, token=token)
+    location = args.store or store_location_or_none()
+    if not location:
+        raise SettingsError("geoloc serve needs the collection: give --store (edge:DIR, or http://host:6333/collection "
+                            "for a Qdrant server, where several replicas can serve side by side) or set GEOLOC_STORE")
+    import uvicorn
+
+    from locator.api import Locator
+    from locator.service.app import create_app
+    from locator.service.collection import ServedCollection
+    locator = Locator.load(args.bundle, store=location)
+    uploads = Path(settings.uploads) if settings.uploads else default_uploads(locator.store.location)
+    app = create_app(ServedCollection(locator, uploads), settings)
+    print(f"geoloc serve: http://{settings.host}:{settings.port}/ — bundle {args.bundle}, {locator.store.location} "
+          f"({locator.store.count():,} points); writes {'need the token' if settings.token else 'are open'}",
+          file=sys.stderr, flush=True)
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    finally:
+        locator.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="geoloc", description="Estimate where photos were taken, and evaluate.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -268,6 +302,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--title", default="", help="heading for the markdown file")
     evaluate.add_argument("--json", help="where to write the metrics JSON (default: beside --markdown or --predictions)")
     evaluate.set_defaults(run=_evaluate)
+
+    serve = commands.add_parser("serve", help="a locate service with a web page, whose collection grows while it serves",
+                                description="Serve the locator over HTTP (API under /v1, the page at /, metrics at "
+                                            "/metrics). Only the environment variables GEOLOC_STORE and GEOLOC_TOKEN "
+                                            "are read.")
+    serve.add_argument("--bundle", required=True, type=Path, help="model bundle folder (from geoloc-train)")
+    serve.add_argument("--store", default=None, help="edge:DIR or http://host:6333/collection (default: $GEOLOC_STORE)")
+    add_arguments(serve, ServiceSettings)
+    serve.set_defaults(run=_serve)
     return parser
 
 

@@ -1,0 +1,190 @@
+"""Benchmark: `geoloc serve` under load while a writer adds photos, and kill -9 durability of acknowledged writes.
+
+On a copy of a run's store, the service runs in its own process on loopback. Then:
+1. the one-process rate: `Locator.locate` on the same photos with batch 32 (before the service holds the store);
+2. 4 concurrent clients, one photo per request, for `--seconds`, while a writer adds a photo every 0.5 s:
+   p50 / p99 latency; every acknowledged photo must be in the collection afterwards;
+3. 16 concurrent clients: the service's photos/s;
+4. `--trials` times: start the service, add photos, kill -9 it right after they were acknowledged, start it again
+   and check that all of them are there.
+
+    python benchmarks/serve.py --run runs/im2gps2k [--seconds 30] [--trials 20]
+
+Writes benchmarks/results/serve.json and serve.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image
+
+from locator.api import Locator
+from locator.datasets import read_dataset
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(bundle: Path, store: str, port: int) -> subprocess.Popen:
+    process = subprocess.Popen([sys.executable, "-m", "locator.cli", "serve", "--bundle", str(bundle), "--store", store,
+                                "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               start_new_session=True)
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=2).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    process.kill()
+    raise SystemExit(f"the service did not start: {process.stderr.read().decode()[-2000:]}")
+
+
+def kill(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+
+
+def jpeg(seed: int) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def add(client: httpx.Client, port: int, k: int, source: str) -> str:
+    answer = client.post(f"http://127.0.0.1:{port}/v1/photos", files={"image": ("p.jpg", jpeg(k), "image/jpeg")},
+                         data={"lat": str(-60 + k % 120), "lon": str(-170 + (7 * k) % 340), "photo_id": f"bench-{k}",
+                               "source": source})
+    answer.raise_for_status()
+    return answer.json()["id"]
+
+
+def load(port: int, photos: list[bytes], clients: int, seconds: float, writer: bool) -> dict:
+    latencies, errors, acknowledged = [], [], []
+    stop = time.monotonic() + seconds
+
+    def client_loop(c: int) -> None:
+        with httpx.Client(timeout=120) as client:
+            k = c
+            while time.monotonic() < stop:
+                begin = time.perf_counter()
+                response = client.post(f"http://127.0.0.1:{port}/v1/locate",
+                                       files=[("images", ("q.jpg", photos[k % len(photos)], "image/jpeg"))])
+                latencies.append(time.perf_counter() - begin)
+                if response.status_code != 200 or not response.json()["predictions"][0]["ok"]:
+                    errors.append(response.status_code)
+                k += clients
+
+    def writer_loop() -> None:
+        with httpx.Client(timeout=120) as client:
+            k = 0
+            while time.monotonic() < stop:
+                acknowledged.append(add(client, port, 10_000 + k, "serve-benchmark"))
+                k += 1
+                time.sleep(0.5)
+
+    threads = [threading.Thread(target=client_loop, args=(c,)) for c in range(clients)]
+    threads += [threading.Thread(target=writer_loop)] if writer else []
+    begin = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - begin
+    found = sum(httpx.get(f"http://127.0.0.1:{port}/v1/photos/{i}/thumbnail", timeout=30).status_code == 200
+                for i in acknowledged)
+    ms = 1000 * np.array(latencies)
+    return {"clients": clients, "requests": len(latencies), "errors": len(errors),
+            "photos_per_second": round(len(latencies) / elapsed, 2), "p50_ms": round(float(np.percentile(ms, 50)), 1),
+            "p99_ms": round(float(np.percentile(ms, 99)), 1), "writes_acknowledged": len(acknowledged),
+            "writes_found_after": found}
+
+
+def durability(bundle: Path, store: str, trials: int) -> dict:
+    lost, acknowledged = 0, []
+    for trial in range(trials):
+        port = free_port()
+        process = start(bundle, store, port)
+        with httpx.Client(timeout=120) as client:
+            found = sum(client.get(f"http://127.0.0.1:{port}/v1/photos/{i}/thumbnail").status_code == 200
+                        for i in acknowledged)
+            lost += len(acknowledged) - found
+            acknowledged = [add(client, port, 100_000 + 10 * trial + k, "kill-benchmark") for k in range(5)]
+        kill(process)  # right after the last acknowledgement
+    port = free_port()
+    process = start(bundle, store, port)
+    lost += sum(httpx.get(f"http://127.0.0.1:{port}/v1/photos/{i}/thumbnail", timeout=60).status_code != 200
+                for i in acknowledged)
+    kill(process)
+    return {"trials": trials, "writes_per_trial": 5, "lost": lost}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, default=Path("runs/im2gps2k"))
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--work", type=Path, default=Path("runs/serve_bench"))
+    args = parser.parse_args()
+    if args.work.exists():
+        shutil.rmtree(args.work)
+    shutil.copytree(args.run / "store", args.work / "store")
+    store, bundle = f"edge:{args.work / 'store'}", args.run / "bundle"
+    images = [r.image for r in read_dataset(args.run / "split" / "val.csv")][:64]
+    with Locator.load(bundle, store=store) as locator:
+        locator.locate(images[:8])
+        begin = time.perf_counter()
+        locator.locate(images, batch_size=32)
+        one_process = len(images) / (time.perf_counter() - begin)
+    photos = [Path(p).read_bytes() for p in images]
+    port = free_port()
+    process = start(bundle, store, port)
+    try:
+        four = load(port, photos, 4, args.seconds, writer=True)
+        sixteen = load(port, photos, 16, args.seconds, writer=False)
+    finally:
+        kill(process)
+    report = {"cpu_count": os.cpu_count(), "device": "CPU", "one_process_batch32_photos_per_second": round(one_process, 2),
+              "four_clients_with_writer": four, "sixteen_clients": sixteen,
+              "sixteen_vs_one_process": round(sixteen["photos_per_second"] / one_process, 3),
+              "kill9": durability(bundle, store, args.trials)}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "serve.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = ["# `geoloc serve` under load\n",
+             f"{os.cpu_count()} CPU cores, no GPU; bundle `{bundle}`, method fused; loopback clients, one photo per "
+             f"request, {args.seconds:.0f} s each.\n",
+             "| clients | requests | errors | photos/s | p50 ms | p99 ms |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['clients']} | {r['requests']} | {r['errors']} | {r['photos_per_second']} | {r['p50_ms']} | "
+              f"{r['p99_ms']} |" for r in (four, sixteen)]
+    lines += ["", f"One process, `Locator.locate` with batch 32: {report['one_process_batch32_photos_per_second']} "
+              f"photos/s; the service with 16 clients reaches {100 * report['sixteen_vs_one_process']:.0f} % of it.",
+              f"While the 4 clients ran, a writer added {four['writes_acknowledged']} photos; "
+              f"{four['writes_found_after']} were found afterwards.",
+              f"kill -9 after acknowledged writes, {report['kill9']['trials']} trials × 5 photos: "
+              f"{report['kill9']['lost']} lost."]
+    (RESULTS / "serve.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

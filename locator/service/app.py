@@ -1,0 +1,155 @@
+"""The ASGI app of `geoloc serve` (FastAPI): locate photos, add reference photos, look into the collection.
+
+    GET  /v1/health                     status, points, bundle fingerprint, default method
+    POST /v1/locate                     multipart `images` (one or more); query: LocateSettings fields
+    POST /v1/photos                     multipart `image` + form lat, lon, photo_id[, owner, source]; 201
+    GET  /v1/photos/{id}/thumbnail      a stored reference's thumbnail (from where it was read at ingest)
+    GET  /v1/points?offset=&limit=      a page of the collection's payloads
+    GET  /v1/cells                      points per finest cell, with its centre and outline
+    GET  /metrics                       Prometheus text
+    GET  /                              the web page
+
+Limits: request bodies above `max_upload_mb` get 413, as do locate requests with more than `max_photos` photos;
+a request that takes longer than `timeout_s` gets 504. Image content is identified by Pillow from its bytes,
+never from a file name, and Pillow's decompression-bomb limit stays on. Writes need `Authorization: Bearer <token>`
+when a token is set. CORS is off unless an origin is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from locator.errors import GeolocError
+from locator.methods import LocateSettings
+from locator.service.batcher import MicroBatcher
+from locator.service.cells import cell_polygon
+from locator.service.collection import ServedCollection, prediction_json
+from locator.service.metrics import Metrics
+from locator.service.settings import ServiceSettings
+from locator.settings import from_mapping
+
+STATIC = Path(__file__).parent / "static"
+VENDOR = Path(__file__).parent / "web" / "node_modules"
+
+
+def create_app(collection: ServedCollection, settings: ServiceSettings) -> FastAPI:
+    app = FastAPI(title="geoloc", docs_url="/docs", redoc_url=None)
+    batcher = MicroBatcher(collection.locate_groups, collection.worker, settings.max_batch, settings.batch_wait_ms)
+    metrics = Metrics()
+    fine = collection.locator.bundle.partitions[-1]
+    max_bytes = int(settings.max_upload_mb * 2 ** 20)
+    _middlewares(app, settings, metrics, max_bytes)
+
+    async def on_worker(fn, *args):
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(collection.worker, fn, *args)
+
+    @app.get("/v1/health")
+    async def health() -> dict:
+        bundle = collection.locator.bundle
+        points = await on_worker(collection.count)
+        metrics.points.set(points)
+        return {"status": "ok", "points": points, "bundle": bundle.fingerprint,
+                "method": LocateSettings().method, "store": collection.store.location,
+                "retrieval_space": bundle.retrieval_space, "fused_model": bundle.fusion is not None}
+
+    @app.post("/v1/locate")
+    async def locate(request: Request, images: list[UploadFile] = File(...)) -> dict:
+        if len(images) > settings.max_photos:
+            raise HTTPException(413, f"{len(images)} photos in one request; at most {settings.max_photos}")
+        try:
+            options = from_mapping(LocateSettings, dict(request.query_params), "query")
+        except GeolocError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        photos = [await f.read() for f in images]
+        predictions = await batcher.submit(photos, options)
+        for k, (p, upload) in enumerate(zip(predictions, images)):
+            p.image = upload.filename or f"photo {k + 1}"
+            if p.error.startswith("<"):  # the reader names bytes by their size: name the upload instead
+                p.error = f"{p.image}: {p.error.split(': ', 1)[-1]}"
+        return {"predictions": [prediction_json(p, cell_polygon(fine, p.cell_token)) for p in predictions]}
+
+    @app.post("/v1/photos", status_code=201)
+    async def add_photo(request: Request, image: UploadFile = File(...), lat: float = Form(...),
+                        lon: float = Form(...), photo_id: str = Form(...), owner: str = Form(""),
+                        source: str = Form("service")) -> dict:
+        _authorise(request, settings)
+        data = await image.read()
+        try:
+            point = await on_worker(collection.add_photo, data, lat, lon, photo_id, owner, source)
+        except GeolocError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        metrics.points.inc()
+        return {"id": str(point.id), "photo_id": point.photo_id, "source": point.source, "lat": point.lat,
+                "lon": point.lon, "cell": point.tokens[-1] if point.tokens else ""}
+
+    @app.get("/v1/photos/{point}/thumbnail")
+    async def thumbnail(point: int) -> Response:
+        try:
+            data = await on_worker(collection.thumbnail, point)
+        except KeyError as exc:
+            raise HTTPException(404, f"no photo {point} in the collection") from exc
+        except (GeolocError, OSError) as exc:
+            raise HTTPException(404, f"photo {point}: its image cannot be read where it was ingested ({exc})") from exc
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+    @app.get("/v1/points")
+    async def points(offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500)) -> dict:
+        total, rows = await on_worker(collection.page, offset, limit)
+        for row in rows:
+            row["thumbnail"] = f"/v1/photos/{row['id']}/thumbnail"
+        return {"total": total, "offset": offset, "points": rows}
+
+    @app.get("/v1/cells")
+    async def cells() -> dict:
+        counts = await on_worker(collection.cell_counts)
+        out = [{"cell": fine.tokens[c], "points": n, "lat": float(fine.lat[c]), "lon": float(fine.lon[c]),
+                "polygon": cell_polygon(fine, fine.tokens[c])} for c, n in sorted(counts.items()) if c >= 0]
+        return {"cells": out, "without_cell": counts.get(-1, 0), "total": sum(counts.values())}
+
+    @app.get("/metrics")
+    async def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(metrics.text(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/")
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    if VENDOR.is_dir():
+        app.mount("/vendor", StaticFiles(directory=VENDOR), name="vendor")
+    return app
+
+
+def _authorise(request: Request, settings: ServiceSettings) -> None:
+    if settings.token and request.headers.get("authorization", "") != f"Bearer {settings.token}":
+        raise HTTPException(401, "this service needs `Authorization: Bearer <token>` for writes",
+                            headers={"WWW-Authenticate": "Bearer"})
+
+
+def _middlewares(app: FastAPI, settings: ServiceSettings, metrics: Metrics, max_bytes: int) -> None:
+    @app.middleware("http")
+    async def limits(request: Request, call_next):
+        start = time.perf_counter()
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > max_bytes:
+            response = JSONResponse({"detail": f"request body of {int(length):,} bytes; at most {max_bytes:,}"}, 413)
+        else:
+            try:
+                response = await asyncio.wait_for(call_next(request), settings.timeout_s)
+            except asyncio.TimeoutError:
+                response = JSONResponse({"detail": f"the request took longer than {settings.timeout_s:g} s"}, 504)
+        route = request.scope.get("route")
+        metrics.observe(getattr(route, "path", "other"), response.status_code, time.perf_counter() - start)
+        return response
+
+    if settings.cors:
+        from fastapi.middleware.cors import CORSMiddleware
+        app.add_middleware(CORSMiddleware, allow_origins=[settings.cors], allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"])

@@ -1,0 +1,211 @@
+// The geoloc page: locate photos, see the evidence, look into the collection, add reference photos.
+// Everything it loads comes from this service: Leaflet and the world basemap (coastlines, borders) are served
+// from the packages installed with the project. OpenStreetMap tiles are offered only when they load.
+"use strict";
+
+const map = L.map("map", { worldCopyJump: true, minZoom: 1 }).setView([20, 0], 2);
+map.createPane("cells").style.zIndex = 410;
+map.createPane("estimates").style.zIndex = 420;
+map.createPane("neighbours").style.zIndex = 430;  // above the estimates, so they can always be clicked
+const basemap = L.layerGroup().addTo(map);
+const resultsLayer = L.layerGroup().addTo(map);
+const collectionLayer = L.layerGroup();
+const fmt = (x, d = 4) => (x === null || x === undefined ? "–" : Number(x).toFixed(d));
+
+// Rings that cross the antimeridian (Russia, Fiji, Antarctica) would be drawn as bands across the whole map:
+// unwrap their longitudes so that consecutive points never jump by more than 180°.
+function unwrapRing(ring) {
+  let shift = 0;
+  return ring.map(([lon, lat], k) => {
+    if (k > 0) {
+      const previous = ring[k - 1][0];
+      if (lon - previous > 180) shift -= 360;
+      else if (lon - previous < -180) shift += 360;
+    }
+    return [lon + shift, lat];
+  });
+}
+
+function unwrap(geometry) {
+  const depth = { LineString: 0, MultiLineString: 1, Polygon: 1, MultiPolygon: 2 }[geometry.type];
+  const walk = (coords, d) => (d === 0 ? unwrapRing(coords) : coords.map(c => walk(c, d - 1)));
+  return { ...geometry, coordinates: walk(geometry.coordinates, depth) };
+}
+
+function unwrapped(geojson) {
+  if (geojson.type === "FeatureCollection") return { ...geojson, features: geojson.features.map(unwrapped) };
+  if (geojson.type === "Feature") return { ...geojson, geometry: unwrap(geojson.geometry) };
+  return unwrap(geojson);
+}
+
+async function loadBasemap() {
+  try {
+    const [land, countries] = await Promise.all([
+      fetch("/vendor/world-atlas/land-50m.json").then(r => r.json()),
+      fetch("/vendor/world-atlas/countries-50m.json").then(r => r.json()),
+    ]);
+    L.geoJSON(unwrapped(topojson.feature(land, land.objects.land)), {
+      style: { color: "#6b7f8e", weight: 0.8, fillColor: "#f4f1e8", fillOpacity: 1 }, interactive: false,
+    }).addTo(basemap);
+    L.geoJSON(unwrapped(topojson.mesh(countries, countries.objects.countries, (a, b) => a !== b)), {
+      style: { color: "#9aa7b1", weight: 0.6 }, interactive: false,
+    }).addTo(basemap);
+  } catch (err) {
+    document.getElementById("basemap-note").textContent = " (basemap unavailable: " + err + ")";
+  }
+  const tiles = L.tileLayer("https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+    { maxZoom: 18, attribution: "© OpenStreetMap contributors" });
+  const probe = new Image();
+  probe.onload = () => L.control.layers({ "Offline basemap": basemap, "OpenStreetMap": tiles }).addTo(map);
+  probe.src = "https://tile.openstreetmap.org/0/0/0.png";
+}
+
+async function health() {
+  const el = document.getElementById("health");
+  try {
+    const h = await fetch("/v1/health").then(r => r.json());
+    el.textContent = `${h.points.toLocaleString()} reference photos · method ${h.method} · bundle ${h.bundle.slice(0, 12)}`;
+  } catch (err) {
+    el.textContent = "service unreachable";
+  }
+}
+
+function showPrediction(p, queryUrl) {
+  const box = document.createElement("div");
+  box.className = "result" + (p.ok ? "" : " failed");
+  if (queryUrl) {
+    const img = document.createElement("img");
+    img.className = "query"; img.src = queryUrl; box.appendChild(img);
+  }
+  const title = document.createElement("h3");
+  title.textContent = p.image;
+  box.appendChild(title);
+  const text = document.createElement("div");
+  if (!p.ok) {
+    text.textContent = "could not be located: " + p.error;
+    box.appendChild(text);
+    return box;
+  }
+  text.textContent = `${fmt(p.lat)}, ${fmt(p.lon)} ± ${fmt(p.radius_km, 1)} km · P(error < 25 km) ${fmt(p.confidence, 2)}` +
+    ` · cell ${p.cell_token} · ${p.method}` + (p.note ? " · " + p.note : "");
+  box.appendChild(text);
+  const estimate = L.circleMarker([p.lat, p.lon], { pane: "estimates", radius: 8, color: "#d7301f",
+    fillOpacity: 0.8, className: "estimate-marker" }).bindPopup(`<b>${p.image}</b><br>${text.textContent}`);
+  resultsLayer.addLayer(estimate);
+  if (p.radius_km) {
+    resultsLayer.addLayer(L.circle([p.lat, p.lon], { pane: "estimates", radius: p.radius_km * 1000,
+      color: "#d7301f", weight: 1, fillOpacity: 0.05, interactive: false }));
+  }
+  if (p.cell_polygon) {
+    resultsLayer.addLayer(L.polygon(p.cell_polygon, { pane: "cells", color: "#d7301f", weight: 1, dashArray: "4",
+      fill: false, interactive: false }));
+  }
+  const strip = document.createElement("div");
+  strip.className = "neighbours";
+  for (const n of p.neighbours) {
+    const marker = L.circleMarker([n.lat, n.lon], { pane: "neighbours", radius: 5, color: "#2b6cb0",
+      fillOpacity: 0.9, className: "neighbour-marker" }).bindPopup(
+      `<div class="popup"><img src="${n.thumbnail}" alt=""><b>${n.photo_id}</b> (${n.source})<br>` +
+      `similarity ${fmt(n.similarity, 3)} · ${fmt(n.distance_km, 1)} km from the estimate</div>`);
+    resultsLayer.addLayer(marker);
+    const thumb = document.createElement("div");
+    thumb.className = "neighbour-thumb";
+    thumb.innerHTML = `<img src="${n.thumbnail}" alt="${n.photo_id}"><span>${fmt(n.distance_km, 1)} km · ${fmt(n.similarity, 2)}</span>`;
+    thumb.onclick = () => { map.setView([n.lat, n.lon], Math.max(map.getZoom(), 6)); marker.openPopup(); };
+    strip.appendChild(thumb);
+  }
+  box.appendChild(strip);
+  return box;
+}
+
+async function locate(files) {
+  const status = document.getElementById("status");
+  const results = document.getElementById("results");
+  const form = new FormData();
+  for (const f of files) form.append("images", f, f.name);
+  status.textContent = `locating ${files.length} photo(s)…`;
+  const method = document.getElementById("method").value;
+  const response = await fetch(`/v1/locate?method=${encodeURIComponent(method)}`, { method: "POST", body: form });
+  const body = await response.json();
+  if (!response.ok) { status.textContent = `error ${response.status}: ${body.detail}`; return; }
+  resultsLayer.clearLayers();
+  results.innerHTML = "";
+  const bounds = [];
+  body.predictions.forEach((p, k) => {
+    results.appendChild(showPrediction(p, URL.createObjectURL(files[k])));
+    if (p.ok) { bounds.push([p.lat, p.lon]); p.neighbours.forEach(n => bounds.push([n.lat, n.lon])); }
+  });
+  if (bounds.length) map.fitBounds(bounds, { padding: [30, 30], maxZoom: 10, animate: false });
+  status.textContent = `${body.predictions.filter(p => p.ok).length} of ${files.length} located`;
+}
+
+let offset = 0;
+const PAGE = 25;
+async function showCollection() {
+  const cells = await fetch("/v1/cells").then(r => r.json());
+  collectionLayer.clearLayers();
+  const top = Math.max(1, ...cells.cells.map(c => c.points));
+  for (const c of cells.cells) {
+    collectionLayer.addLayer(L.circleMarker([c.lat, c.lon], { pane: "cells", radius: 3 + 12 * Math.sqrt(c.points / top),
+      color: "#31a354", fillOpacity: 0.5, className: "cell-marker" }).bindPopup(`cell ${c.cell}: ${c.points} photos`));
+  }
+  if (cells.cells.length) map.fitBounds(cells.cells.map(c => [c.lat, c.lon]), { padding: [20, 20], maxZoom: 8, animate: false });
+  document.getElementById("collection-summary").textContent =
+    `${cells.total.toLocaleString()} reference photos in ${cells.cells.length} cells` +
+    (cells.without_cell ? ` (${cells.without_cell} outside every cell)` : "");
+  await showPage();
+}
+
+async function showPage() {
+  const page = await fetch(`/v1/points?offset=${offset}&limit=${PAGE}`).then(r => r.json());
+  const body = document.querySelector("#points tbody");
+  body.innerHTML = "";
+  for (const p of page.points) {
+    const row = document.createElement("tr");
+    row.innerHTML = `<td><img src="${p.thumbnail}" alt=""></td><td>${p.photo_id}</td><td>${p.source}</td>` +
+      `<td>${p.owner}</td><td>${fmt(p.lat)}, ${fmt(p.lon)}</td><td>${p.s2_0 !== undefined ? Object.keys(p)
+        .filter(k => k.startsWith("s2_")).sort().map(k => p[k]).pop() : ""}</td>`;
+    row.onclick = () => map.setView([p.lat, p.lon], 8);
+    body.appendChild(row);
+  }
+  document.getElementById("page").textContent =
+    `${page.total ? offset + 1 : 0}–${Math.min(offset + PAGE, page.total)} of ${page.total.toLocaleString()}`;
+}
+
+async function addPhoto(event) {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  const token = form.get("token");
+  form.delete("token");
+  const headers = token ? { Authorization: "Bearer " + token } : {};
+  const response = await fetch("/v1/photos", { method: "POST", body: form, headers });
+  const body = await response.json();
+  document.getElementById("add-status").textContent = response.ok
+    ? `added ${body.photo_id} (cell ${body.cell})` : `error ${response.status}: ${body.detail}`;
+  if (response.ok) { health(); showCollection(); }
+}
+
+function switchView(view) {
+  for (const tab of document.querySelectorAll(".tab")) tab.classList.toggle("active", tab.dataset.view === view);
+  document.getElementById("view-locate").classList.toggle("hidden", view !== "locate");
+  document.getElementById("view-collection").classList.toggle("hidden", view !== "collection");
+  if (view === "collection") { map.removeLayer(resultsLayer); collectionLayer.addTo(map); showCollection(); }
+  else { map.removeLayer(collectionLayer); resultsLayer.addTo(map); }
+}
+
+const drop = document.getElementById("drop");
+drop.addEventListener("dragover", e => { e.preventDefault(); drop.classList.add("over"); });
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", e => { e.preventDefault(); drop.classList.remove("over"); locate([...e.dataTransfer.files]); });
+document.getElementById("files").addEventListener("change", e => locate([...e.target.files]));
+document.querySelectorAll(".tab").forEach(t => t.addEventListener("click", () => switchView(t.dataset.view)));
+document.getElementById("prev").onclick = () => { offset = Math.max(0, offset - PAGE); showPage(); };
+document.getElementById("next").onclick = () => { offset += PAGE; showPage(); };
+document.getElementById("add-form").addEventListener("submit", addPhoto);
+map.on("click", e => {
+  const form = document.getElementById("add-form");
+  form.lat.value = e.latlng.lat.toFixed(6);
+  form.lon.value = e.latlng.wrap().lng.toFixed(6);
+});
+loadBasemap();
+health();

@@ -1,0 +1,156 @@
+"""`geoloc serve`: the API against the app, its limits, and a browser test of the page in headless Chromium."""
+
+import io
+import shutil
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from locator.api import Locator
+from locator.service.app import create_app
+from locator.service.collection import ServedCollection
+from locator.service.settings import ServiceSettings
+from tests.locator.located_world import build
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return build(tmp_path_factory.mktemp("serve"))
+
+
+def _client(world, tmp_path, **settings):
+    shutil.copytree(world["root"] / "store", tmp_path / "store")
+    locator = Locator.load(world["bundle_dir"], store=f"edge:{tmp_path / 'store'}", device="cpu")
+    collection = ServedCollection(locator, tmp_path / "uploads")
+    return TestClient(create_app(collection, ServiceSettings(**settings))), locator
+
+
+def _jpeg(colour=(200, 30, 30), size=(64, 48)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def test_health_locate_and_evidence(world, tmp_path):
+    client, locator = _client(world, tmp_path)
+    with client:
+        health = client.get("/v1/health").json()
+        assert health["status"] == "ok" and health["points"] == len(world["background"])
+        assert health["bundle"] == locator.bundle.fingerprint and health["method"] == "fused"
+        query = world["queries"][0]
+        files = [("images", ("q.jpg", open(query.image, "rb").read(), "image/jpeg")),
+                 ("images", ("notes.jpg", b"this is text", "image/jpeg"))]
+        body = client.post("/v1/locate", files=files, params={"k": 5}).json()
+        good, bad = body["predictions"]
+        direct = locator.locate([query.image], k=5)[0]
+        assert good["ok"] and (good["lat"], good["lon"]) == pytest.approx((direct.lat, direct.lon))
+        assert good["image"] == "q.jpg" and len(good["cell_polygon"]) == 4
+        assert 0 <= good["confidence"] <= 1 and good["radius_km"] > 0
+        neighbour = good["neighbours"][0]
+        assert {"photo_id", "lat", "lon", "similarity", "distance_km", "thumbnail"} <= set(neighbour)
+        thumb = client.get(neighbour["thumbnail"])
+        assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+        assert max(Image.open(io.BytesIO(thumb.content)).size) <= 160
+        assert not bad["ok"] and "notes.jpg" in bad["error"] and bad["lat"] is None
+        assert client.post("/v1/locate", files=files[:1], params={"method": "nope"}).status_code == 422
+        cells = client.get("/v1/cells").json()
+        assert cells["total"] == len(world["background"])
+        page = client.get("/v1/points", params={"limit": 7}).json()
+        assert page["total"] == len(world["background"]) and len(page["points"]) == 7
+        metrics = client.get("/metrics").text
+        assert 'geoloc_requests_total{route="/v1/locate",status="200"}' in metrics
+        assert "geoloc_request_seconds_bucket" in metrics and "geoloc_points" in metrics
+    locator.close()
+
+
+def test_adding_a_photo_makes_it_findable_and_is_idempotent(world, tmp_path):
+    client, locator = _client(world, tmp_path)
+    with client:
+        before = client.get("/v1/health").json()["points"]
+        form = {"lat": "10.5", "lon": "-20.25", "photo_id": "red-square", "owner": "analyst", "source": "field"}
+        answer = client.post("/v1/photos", files={"image": ("a.jpg", _jpeg(), "image/jpeg")}, data=form)
+        assert answer.status_code == 201, answer.text
+        again = client.post("/v1/photos", files={"image": ("a.jpg", _jpeg(), "image/jpeg")}, data=form)
+        assert again.json()["id"] == answer.json()["id"]
+        assert client.get("/v1/health").json()["points"] == before + 1
+        found = client.post("/v1/locate", files=[("images", ("b.jpg", _jpeg(), "image/jpeg"))],
+                            params={"method": "retrieval", "k": 1}).json()["predictions"][0]
+        assert found["neighbours"][0]["photo_id"] == "red-square"
+        assert client.get(found["neighbours"][0]["thumbnail"]).status_code == 200
+        bad = client.post("/v1/photos", files={"image": ("a.jpg", _jpeg(), "image/jpeg")},
+                          data={**form, "lat": "95"})
+        assert bad.status_code == 422 and "invalid coordinate" in bad.json()["detail"]
+        unreadable = client.post("/v1/photos", files={"image": ("a.jpg", b"<svg/>", "image/jpeg")},
+                                 data={**form, "photo_id": "x"})
+        assert unreadable.status_code == 422 and "not an image" in unreadable.json()["detail"]
+        assert client.get("/v1/health").json()["points"] == before + 1
+    locator.close()
+
+
+def test_limits_and_the_token(world, tmp_path):
+    client, locator = _client(world, tmp_path, token="s3cret", max_upload_mb=0.05, max_photos=2)
+    with client:
+        form = {"lat": "1", "lon": "2", "photo_id": "p"}
+        image = {"image": ("a.jpg", _jpeg(), "image/jpeg")}
+        assert client.post("/v1/photos", files=image, data=form).status_code == 401
+        assert client.post("/v1/photos", files=image, data=form,
+                           headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert client.post("/v1/photos", files=image, data=form,
+                           headers={"Authorization": "Bearer s3cret"}).status_code == 201
+        big = np.random.default_rng(0).integers(0, 255, (400, 400, 3), dtype=np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(big).save(buffer, format="PNG")
+        assert client.post("/v1/locate", files=[("images", ("big.png", buffer.getvalue(), "image/png"))]).status_code == 413
+        three = [("images", (f"{k}.jpg", _jpeg(), "image/jpeg")) for k in range(3)]
+        assert client.post("/v1/locate", files=three).status_code == 413
+        assert "access-control-allow-origin" not in client.get("/v1/health", headers={"Origin": "http://x"}).headers
+    locator.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_page_shows_the_estimate_and_the_neighbours_in_chromium(world, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    import uvicorn
+    client, locator = _client(world, tmp_path)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(client.app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        with playwright.sync_playwright() as p:
+            try:
+                browser = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
+                                            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                                                  "--disable-component-update", "--no-first-run", "--disable-sync"])
+            except Exception as exc:  # no browser on this machine: the test cannot run here
+                pytest.skip(f"Chromium cannot start: {str(exc).splitlines()[0]}")
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.set_input_files("#files", world["queries"][0].image)
+            page.wait_for_selector(".estimate-marker", timeout=60_000)
+            page.wait_for_selector(".neighbour-thumb img", timeout=60_000)
+            assert page.locator(".neighbour-marker").count() >= 1
+            loaded = page.eval_on_selector_all(".neighbour-thumb img", "imgs => imgs.filter(i => i.naturalWidth > 0).length")
+            assert loaded >= 1
+            page.locator(".neighbour-marker").first.click(force=True)
+            page.wait_for_selector(".leaflet-popup .popup img", timeout=10_000)
+            page.click("#tab-collection")
+            page.wait_for_selector(".cell-marker", timeout=30_000)
+            page.wait_for_selector("#points tbody tr", timeout=30_000)
+            browser.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        locator.close()
