@@ -56,9 +56,12 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# The benchmarks that need nothing but ../shared; locate.py, serve.py and growth.py take an im2gps2k demo run.
 bench: install
 	$(BIN)/python benchmarks/partition.py
 	$(BIN)/python benchmarks/features.py
+	$(BIN)/python benchmarks/ingest_scale.py
+	$(BIN)/python benchmarks/train_scale.py
 
 clean:
 	rm -rf $(VENV) runs

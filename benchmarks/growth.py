@@ -29,7 +29,7 @@ import numpy as np
 
 from ingest.pipeline import run_ingest
 from ingest.settings import IngestSettings
-from ingest.sources import list_rows
+from ingest.sources import IngestSource
 from locator.api import Locator
 from locator.datasets import Record, read_manifest
 from locator.evaluation import encode_all, errors_km
@@ -136,7 +136,7 @@ def main() -> None:
     before = evaluate_methods(bundle, store, queries)
     manifest = write_manifest(args.work / "references.csv", references)
     start = time.perf_counter()
-    summary = run_ingest(bundle, store, list_rows(manifest), IngestSettings(progress=False))
+    summary = run_ingest(bundle, store, IngestSource(data=str(manifest)), IngestSettings(progress=False))
     seconds = time.perf_counter() - start
     after = evaluate_methods(bundle, store, queries)
     refit, refit_seconds = refit_fusion(args.run, args.work, store)

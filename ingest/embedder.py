@@ -36,7 +36,7 @@ class Embedder:
         if len(rows):
             tensors = [self._tensor(batch["pixels"][r], int(batch["height"][r]), int(batch["width"][r])) for r in rows]
             encoded = self.encoder.encode(tensors, classify=self.placeable_head is not None,
-                                          head_kind=self.placeable_head or None, batch_size=len(tensors))
+                                          head_kind=self.placeable_head or None)
             vectors[rows] = encoded.embeddings
             lat, lon = batch["lat"][rows].astype(float), batch["lon"][rows].astype(float)
             for level, partition in enumerate(self.bundle.partitions):

@@ -29,9 +29,10 @@ from ingest.sources import IngestSource, source_dataset
 from ingest.writer import WriterStage
 from locator.bundle_config import BundleConfig
 from locator.errors import BundleError
-from locator.store import open_store
+from locator.store import open_store, store_location
 
 DECODE_CPUS = 0.25
+LINEAGE_BYTES = 32 * 2 ** 20
 WRITER_BATCH = 1024  # rows per writer call: few, small count rows reach the driver
 WRITER_WAIT_S = 60.0  # a writer of a killed run may hold the Edge store for a few seconds more
 
@@ -69,8 +70,12 @@ def _init_ray(settings: IngestSettings) -> int:
     if settings.address:
         ray.init(address=settings.address, log_to_driver=False)
     else:  # Ray finds the GPUs itself
+        # The driver owns every block, and Ray keeps lineage (task specifications) for owned objects up to
+        # max_lineage_bytes (1 GB by default): the driver's memory would grow with the photos. A failed block fails
+        # the run instead of being rebuilt, and a rerun resumes exactly.
         ray.init(num_cpus=os.cpu_count(), object_store_memory=settings.object_store_mb * 1024 ** 2,
-                 include_dashboard=False, log_to_driver=False)
+                 include_dashboard=False, log_to_driver=False,
+                 _system_config={"max_lineage_bytes": LINEAGE_BYTES})
     ray.data.DataContext.get_current().enable_progress_bars = False  # our own bar counts written photos
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # no "progress bars disabled" line
     return int(ray.cluster_resources().get("GPU", 0))
@@ -78,7 +83,7 @@ def _init_ray(settings: IngestSettings) -> int:
 
 def batch_size_for(settings: IngestSettings, gpus: int) -> int:
     """Photos per batch between the stages: what a GPU wants, or what keeps a CPU actor busy."""
-    return settings.batch_size or (256 if gpus else 16)
+    return settings.batch_size or (256 if gpus else 64)
 
 
 def _embedding_stage(ds, bundle: BundleConfig, bundle_dir: Path, settings: IngestSettings, gpus: int, batch: int):
@@ -108,13 +113,14 @@ def _writer_stage(ds, location: str, bundle_dir: Path, rejects: Path, settings: 
                               num_cpus=0.25, max_restarts=0)
 
 
-def _collection(location: str | None, bundle: BundleConfig) -> tuple[str, np.ndarray]:
-    """The store's location and the sorted ids of the points it holds (creating the collection if needed)."""
-    with open_store(location, bundle.collection_spec(), wait_s=WRITER_WAIT_S) as store:
+def _collection(location: str | None, spec) -> tuple[str, np.ndarray]:
+    """The store's location and the sorted ids of the points it holds (creating the collection if needed); the
+    store is closed again, for the writer actor. Runs as a Ray task: the driver never loads the collection."""
+    with open_store(location, spec, wait_s=WRITER_WAIT_S) as store:
         return store.location, np.sort(store.all_ids())
 
 
-def run_ingest(bundle_dir: str | Path, store_location: str | None, source: IngestSource,
+def run_ingest(bundle_dir: str | Path, store: str | None, source: IngestSource,
                settings: IngestSettings = IngestSettings()) -> IngestSummary:
     """Embed the photos of `source` and write them into the store made for this bundle."""
     import ray
@@ -124,12 +130,13 @@ def run_ingest(bundle_dir: str | Path, store_location: str | None, source: Inges
     if settings.placeable_only and not bundle.config["heads"]:
         raise BundleError(f"{bundle_dir}: the placeable filter needs a trained head in the bundle")
     start = time.perf_counter()
-    location, stored = _collection(store_location, bundle)
-    rejects = settings.rejects or default_rejects_path(location)
+    location = store_location(store)
     summary = IngestSummary()
     rejected: dict[str, int] = {}
     gpus = _init_ray(settings)
     try:
+        location, stored = ray.get(ray.remote(num_cpus=0)(_collection).remote(location, bundle.collection_spec()))
+        rejects = settings.rejects or default_rejects_path(location)
         batch = batch_size_for(settings, gpus)
         ds = source_dataset(source, stored)
         ds = ds.map_batches(decode_batch, fn_kwargs={"preprocessing": bundle.preprocessing}, batch_size=batch,
@@ -141,12 +148,10 @@ def run_ingest(bundle_dir: str | Path, store_location: str | None, source: Inges
                 _add(summary, rejected, counts)
                 bar.update(int(counts["seen"].sum()))
     finally:
-        ray.shutdown()  # ends the writer actor: the store has one writer again, this process
+        ray.shutdown()  # ends the writer actor (a later open replays what its write-ahead log holds)
     summary.rejected = rejected
     summary.read = summary.listed - summary.already_stored
-    with open_store(location, bundle.collection_spec(), create=False, wait_s=WRITER_WAIT_S) as store:
-        store.flush()
-        summary.count_after = store.count()
+    summary.count_after = summary.count_after or len(stored)
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -156,6 +161,7 @@ def _add(summary: IngestSummary, rejected: dict[str, int], counts: dict) -> None
     summary.already_stored += int(counts["already_stored"].sum())
     summary.embedded += int(counts["embedded"].sum())
     summary.written += int(counts["written"].sum())
+    summary.count_after = max(summary.count_after, int(counts["count"].max()))
     for text in counts["rejected"]:
         for reason, n in json.loads(text).items():
             rejected[reason] = rejected.get(reason, 0) + n

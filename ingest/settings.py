@@ -15,7 +15,7 @@ class IngestSettings:
                                          "(the paper's background set)")
     placeable_head: str | None = option(None, "head for --placeable-only (default: the bundle's)", choices=HEADS)
     batch_size: int | None = option(None, "photos per batch between the pipeline's stages (default: 256 with GPUs, "
-                                          "16 on CPUs)", minimum=1)
+                                          "64 on CPUs)", minimum=1)
     flush_every: int = option(20_000, "points between flushes (a flush also truncates Qdrant Edge's WAL, which "
                                       "keeps upserts fast)", minimum=1)
     actors: int | None = option(None, "embedding actors (default: one per GPU, else 1)", minimum=1)

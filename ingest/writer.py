@@ -100,4 +100,5 @@ class WriterStage:
         after = self.writer.counts()
         row = {k: np.array([after[k] - before[k]]) for k in after}
         row["rejected"] = np.array([json.dumps(dict(self.writer.rejected - rejected_before))], dtype=object)
+        row["count"] = np.array([self.store.count()])  # so that the driver never opens the store (its memory)
         return row
