@@ -33,7 +33,6 @@ from locator.store import open_store, store_location
 
 DECODE_CPUS = 0.25
 LINEAGE_BYTES = 32 * 2 ** 20
-WRITER_BATCH = 1024  # rows per writer call: few, small count rows reach the driver
 WRITER_WAIT_S = 60.0  # a writer of a killed run may hold the Edge store for a few seconds more
 
 
@@ -109,8 +108,8 @@ def _writer_stage(ds, location: str, bundle_dir: Path, rejects: Path, settings: 
         warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
         return ds.map_batches(WriterStage, fn_constructor_args=(location, str(bundle_dir), str(rejects),
                                                                 settings.placeable_only, settings.flush_every),
-                              batch_size=max(batch, WRITER_BATCH), compute=ray.data.ActorPoolStrategy(size=1),
-                              num_cpus=0.25, max_restarts=0)
+                              batch_size=batch, compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0.25,
+                              max_restarts=0)
 
 
 def _collection(location: str | None, spec) -> tuple[str, np.ndarray]:
