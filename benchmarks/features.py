@@ -2,8 +2,10 @@
 
 On the im2gps2k photos (or any dataset): the number of distinct input shapes, the aspect error that buckets
 introduce, photos/s of `build_feature_cache` (read, decode, resize, backbone) with 32-px buckets and with the
-exact aspect, and the cosine between the two features of each photo. Also the network alone on uniform tensors.
-Runs on CUDA when present (the GPU is named in the results), else on the CPU.
+exact aspect, and the cosine between the two features of each photo. On a CPU with native bfloat16 (the default
+precision there, `locator.backbone.autocast_dtype`), the bucketed cache once more in float32, with its rate and the
+cosine between the two. Also the network alone on uniform tensors. Runs on CUDA when present (the GPU is named in
+the results), else on the CPU.
 
     python benchmarks/features.py [--photos ../shared/datasets/im2gps2k/manifest.csv] [--n 1944]
 
@@ -24,7 +26,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from locator.backbone import Preprocessing, create_backbone, default_device, extract_features
+import locator.backbone
+from locator.backbone import Preprocessing, autocast_dtype, create_backbone, default_device, extract_features
 from locator.datasets import read_dataset
 from training.features import build_feature_cache
 
@@ -63,13 +66,29 @@ def shapes(images: list[str]) -> dict:
             "aspect_error": {"max": round(max(errors), 4), "mean": round(float(np.mean(errors)), 4)}}
 
 
-def cache_rate(records, bucket: int, device: torch.device, work: Path) -> tuple[float, np.ndarray]:
+def cache_rate(records, bucket: int, device: torch.device, work: Path, label: str = "") -> tuple[float, np.ndarray]:
     backbone = create_backbone(ARCH, size=SIZE, bucket=bucket)
     start = time.perf_counter()
-    cache = build_feature_cache(records, backbone, work / f"bucket{bucket}", f"bench-{bucket}", dtype="float32",
+    cache = build_feature_cache(records, backbone, work / f"bucket{bucket}{label}", f"bench-{bucket}", dtype="float32",
                                 device=str(device), progress=False)
     seconds = time.perf_counter() - start
     return len(records) / seconds, cache.as_float32()
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> dict:
+    values = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    return {"min": round(float(values.min()), 4), "mean": round(float(values.mean()), 4)}
+
+
+def float32_rows(records, device: torch.device, work: Path, bucketed: np.ndarray) -> dict:
+    """The bucketed cache as a CPU without native bfloat16 computes it (float32), against the default's."""
+    native = locator.backbone.cpu_has_native_bfloat16
+    locator.backbone.cpu_has_native_bfloat16 = lambda: False
+    try:
+        rate, full = cache_rate(records, 32, device, work, label="-float32")
+    finally:
+        locator.backbone.cpu_has_native_bfloat16 = native
+    return {"photos_per_second": round(rate, 1), "cosine_vs_default_precision": cosine(bucketed, full)}
 
 
 def main() -> None:
@@ -80,23 +99,25 @@ def main() -> None:
     args = parser.parse_args()
     device = default_device()
     records = read_dataset(args.photos)[: args.n]
+    precision = str(autocast_dtype(device) or torch.float32).removeprefix("torch.")
     report = {"device": str(device), "device_name": device_name(device), "torch_threads": torch.get_num_threads(),
+              "precision": precision,
               "backbone": f"{ARCH} at {SIZE} px", "photos": len(records), **shapes([r.image for r in records])}
     work = Path(tempfile.mkdtemp(prefix="geoloc-features-"))
     try:
         bucketed_rate, bucketed = cache_rate(records, 32, device, work)
         exact_rate, exact = cache_rate(records, 0, device, work)
+        if precision == "bfloat16":
+            report["float32"] = float32_rows(records, device, work, bucketed)
     finally:
         shutil.rmtree(work)
-    cosine = (bucketed * exact).sum(1) / (np.linalg.norm(bucketed, axis=1) * np.linalg.norm(exact, axis=1))
     report.update(photos_per_second={"bucketed": round(bucketed_rate, 1), "exact": round(exact_rate, 1)},
-                  cosine_bucketed_vs_exact={"min": round(float(cosine.min()), 4), "mean": round(float(cosine.mean()), 4)},
-                  network=network_rows(device))
+                  cosine_bucketed_vs_exact=cosine(bucketed, exact), network=network_rows(device))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "features.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = ["# Feature cache on real photos\n",
              f"{report['photos']:,} photos of `{args.photos}`, {report['backbone']}, on {report['device_name']} "
-             f"({report['torch_threads']} torch threads). Decode, resize and backbone included.\n",
+             f"({report['torch_threads']} torch threads), {precision}. Decode, resize and backbone included.\n",
              "| | exact aspect | 32-px shape buckets |", "|---|---|---|",
              f"| distinct input shapes | {report['distinct_shapes']['exact']} | {report['distinct_shapes']['bucketed']} |",
              f"| photos/s | {report['photos_per_second']['exact']} | {report['photos_per_second']['bucketed']} |",
@@ -104,10 +125,20 @@ def main() -> None:
              f"Aspect change from bucketing: max {100 * report['aspect_error']['max']:.1f} %, mean "
              f"{100 * report['aspect_error']['mean']:.1f} %. Cosine between bucketed and exact-aspect features: "
              f"min {report['cosine_bucketed_vs_exact']['min']}, mean {report['cosine_bucketed_vs_exact']['mean']}.\n",
-             "Network alone (uniform 300×224 tensors):\n", "| batch | images/s |", "|---|---|"]
+             *float32_lines(report),
+             f"Network alone (uniform 300×224 tensors, {precision}):\n", "| batch | images/s |", "|---|---|"]
     lines += [f"| {r['batch_size']} | {r['images_per_second']} |" for r in report["network"]]
     (RESULTS / "features.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def float32_lines(report: dict) -> list[str]:
+    if "float32" not in report:
+        return []
+    full = report["float32"]
+    return [f"The same bucketed cache in float32 (as on a CPU without native bfloat16): {full['photos_per_second']} "
+            f"photos/s; cosine between its features and the bfloat16 ones: min "
+            f"{full['cosine_vs_default_precision']['min']}, mean {full['cosine_vs_default_precision']['mean']}.\n"]
 
 
 if __name__ == "__main__":

@@ -230,13 +230,6 @@ def _evaluate_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
-def default_uploads(location: str) -> Path:
-    """Beside an Edge store (`<store>.uploads`); in the working folder for a server collection."""
-    if location.startswith("edge:"):
-        return Path(location[len("edge:"):].rstrip("/") + ".uploads")
-    return Path("geoloc-uploads")
-
-
 def _serve(args: argparse.Namespace) -> int:
     token = args.token or os.environ.get("GEOLOC_TOKEN")
     settings = from_args(ServiceSettings, args, token=token)
@@ -246,19 +239,17 @@ def _serve(args: argparse.Namespace) -> int:
                             "for a Qdrant server, where several replicas can serve side by side) or set GEOLOC_STORE")
     import uvicorn
 
-    from locator.api import Locator
     from locator.service.app import create_app
     from locator.service.collection import ServedCollection
-    locator = Locator.load(args.bundle, store=location)
-    uploads = Path(settings.uploads) if settings.uploads else default_uploads(locator.store.location)
-    app = create_app(ServedCollection(locator, uploads), settings)
-    print(f"geoloc serve: http://{settings.host}:{settings.port}/ — bundle {args.bundle}, {locator.store.location} "
-          f"({locator.store.count():,} points); writes {'need the token' if settings.token else 'are open'}",
-          file=sys.stderr, flush=True)
+    collection = ServedCollection.load(args.bundle, location, Path(settings.uploads) if settings.uploads else None)
+    app = create_app(collection, settings)
+    points = collection.worker.submit(collection.count).result()
+    print(f"geoloc serve: http://{settings.host}:{settings.port}/ — bundle {args.bundle}, {collection.store.location} "
+          f"({points:,} points); writes {'need the token' if settings.token else 'are open'}", file=sys.stderr, flush=True)
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
     finally:
-        locator.close()
+        collection.close()
     return 0
 
 

@@ -25,7 +25,7 @@ def validate_latlon(lat: ArrayLike, lon: ArrayLike, source: str = "coordinates")
         first = np.flatnonzero(bad.ravel())[0]
         raise CoordinateError(
             f"{source}: {int(bad.sum())} invalid coordinate(s); first at index {first}: "
-            f"lat={lat_arr.ravel()[first]!r}, lon={lon_arr.ravel()[first]!r} "
+            f"lat={float(lat_arr.ravel()[first])!r}, lon={float(lon_arr.ravel()[first])!r} "
             "(need finite values with |lat| <= 90 and |lon| <= 180, in degrees)"
         )
     return lat_arr, lon_arr

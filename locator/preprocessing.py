@@ -65,7 +65,8 @@ class Preprocessing:
     def normalise(self, pixels: np.ndarray) -> torch.Tensor:
         """(H, W, 3) uint8 RGB pixels, already resized → normalised (3, H, W) float tensor."""
         import torch
-        tensor = torch.from_numpy(pixels.astype(np.float32) / 255.0).permute(2, 0, 1)
-        mean = torch.tensor(self.mean).view(3, 1, 1)
-        std = torch.tensor(self.std).view(3, 1, 1)
-        return (tensor - mean) / std
+
+        # In numpy, not torch: this runs on decoding threads, and torch arithmetic there would start another
+        # OpenMP thread pool per thread, which fights the model's pool for the same cores (2x slower here).
+        mean, std = np.asarray(self.mean, np.float32), np.asarray(self.std, np.float32)
+        return torch.from_numpy(((pixels.astype(np.float32) / 255.0 - mean) / std).transpose(2, 0, 1))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import types
 import typing
 from collections.abc import Mapping
@@ -44,6 +45,7 @@ def _choices(meta: Mapping[str, Any]) -> tuple[str, ...] | None:
     return choices.names() if isinstance(choices, Registry) else choices
 
 
+@functools.cache
 def _fields(cls: type) -> list[tuple[dataclasses.Field, type, bool]]:
     hints = typing.get_type_hints(cls)
     return [(f, *_base_type(hints[f.name])) for f in dataclasses.fields(cls) if f.metadata.get("help")]

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.cluster import DBSCAN
 
-from locator.aggregation import aggregate
+from locator.aggregation import aggregate, cluster_labels
 from locator.errors import SettingsError
 from locator.geo import haversine_km, latlon_to_xyz, xyz_to_latlon
 
@@ -30,6 +30,19 @@ def test_dbscan_equals_direct_sklearn_dbscan(seed):
     expected_lat, expected_lon = xyz_to_latlon(mean)
     assert np.array_equal(result.members, members)
     assert haversine_km(result.lat, result.lon, expected_lat, expected_lon) < 1e-6
+
+
+@pytest.mark.parametrize("n", [1, 7, 60, 300])
+def test_cluster_labels_equal_sklearn_dbscan_labels_with_chains(n):
+    rng = np.random.default_rng(n)
+    # Chains of points 0.6 km apart along a parallel (clusters only by transitivity), plus scattered points.
+    chain = np.arange(n // 3) * 0.6 / 111.2
+    lat = np.r_[np.full(len(chain), 10.0), rng.uniform(-60, 60, n - len(chain))]
+    lon = np.r_[chain, rng.uniform(-180, 180, n - len(chain))]
+    order = rng.permutation(n)
+    lat, lon = lat[order], lon[order]
+    expected = DBSCAN(eps=1.0 / 6371.0, min_samples=1, metric="haversine").fit(np.radians(np.c_[lat, lon])).labels_
+    assert np.array_equal(cluster_labels(lat, lon), expected)
 
 
 def test_dbscan_tie_goes_to_the_most_similar_photo():

@@ -4,7 +4,9 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from locator.backbone import BackboneError, Preprocessing, create_backbone, extract_features
+from locator import backbone as backbone_module
+from locator.backbone import (BackboneError, Preprocessing, autocast_dtype, create_backbone, extract_features,
+                              forward_batch, prepare)
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +46,26 @@ def test_batched_features_equal_one_at_a_time(lite0):
     assert np.max(np.abs(batched - single)) <= 1e-4
 
 
+def test_cpu_precision_follows_the_hardware(monkeypatch):
+    monkeypatch.setattr(backbone_module, "cpu_has_native_bfloat16", lambda: True)
+    assert autocast_dtype(torch.device("cpu")) == torch.bfloat16
+    monkeypatch.setattr(backbone_module, "cpu_has_native_bfloat16", lambda: False)
+    assert autocast_dtype(torch.device("cpu")) is None
+    assert autocast_dtype(torch.device("cuda")) == torch.float16
+
+
+def test_bfloat16_features_stay_close_to_float32(lite0):
+    rng = np.random.default_rng(1)
+    batch = torch.stack([lite0.preprocessing.to_tensor(Image.fromarray(rng.integers(0, 255, (90, 120, 3), np.uint8)))
+                         for _ in range(4)])
+    model = prepare(lite0, torch.device("cpu"))
+    full = forward_batch(model, batch, torch.device("cpu"), torch.float32)
+    half = forward_batch(model, batch, torch.device("cpu"), torch.bfloat16)
+    assert not np.array_equal(full, half)  # autocast really ran in bfloat16
+    cosine = (full * half).sum(1) / np.linalg.norm(full, axis=1) / np.linalg.norm(half, axis=1)
+    assert cosine.min() > 0.99
+
+
 def test_checkpoint_round_trip_and_errors(tmp_path, lite0):
     path = tmp_path / "mine.safetensors"
     save_file({k: v.contiguous() for k, v in lite0.feature_state_dict().items()}, str(path))
@@ -69,3 +91,22 @@ def test_checkpoint_round_trip_and_errors(tmp_path, lite0):
 def test_b4_architecture_by_name_with_random_weights():
     backbone = create_backbone("tf_efficientnet_b4", weights=None)
     assert backbone.feature_dim == 1792
+
+
+def test_prepare_moves_a_backbone_once_and_again_after_training_mode(lite0, monkeypatch):
+    cpu = torch.device("cpu")
+    prepared = prepare(lite0, cpu)
+    moves = []
+    monkeypatch.setattr(type(prepared), "to", lambda self, *a, **k: moves.append(a) or self)
+    assert prepare(prepared, cpu) is prepared and moves == []
+    prepared.train()
+    prepare(prepared, cpu)
+    assert len(moves) == 1 and not prepared.training
+
+
+def test_normalise_equals_torchvision():
+    functional = pytest.importorskip("torchvision.transforms.functional")
+    preprocessing = Preprocessing(size=96)
+    pixels = np.random.default_rng(3).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    expected = functional.normalize(functional.to_tensor(pixels), preprocessing.mean, preprocessing.std)
+    assert torch.allclose(preprocessing.normalise(pixels), expected, atol=1e-6)

@@ -79,6 +79,11 @@ def test_validate_rejects_bad_coordinates_with_their_source(lat, lon):
         validate_latlon([0, lat], [0, lon], "my photos.csv")
 
 
+def test_validate_names_the_bad_values_as_plain_numbers():
+    with pytest.raises(CoordinateError, match=r"lat=95\.0, lon=173\.1 \("):
+        validate_latlon(np.array([95.0]), np.array([173.1]), "form")
+
+
 def test_validate_accepts_the_edges():
     lat, lon = validate_latlon([90, -90, 0], [180, -180, 0])
     assert lat.dtype == np.float64 and lon.shape == (3,)

@@ -154,3 +154,23 @@ def test_the_page_shows_the_estimate_and_the_neighbours_in_chromium(world, tmp_p
         server.should_exit = True
         thread.join(timeout=10)
         locator.close()
+
+
+def test_the_locator_is_loaded_on_the_worker_thread_that_runs_it(world, tmp_path, monkeypatch):
+    import locator.service.collection as collection_module
+    threads = []
+    real_load = Locator.load
+
+    def recording_load(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(collection_module.Locator, "load", recording_load)
+    shutil.copytree(world["root"] / "store", tmp_path / "store")
+    collection = ServedCollection.load(world["bundle_dir"], f"edge:{tmp_path / 'store'}")
+    try:
+        assert threads and threads[0].startswith("geoloc-worker")
+        assert collection.uploads == tmp_path / "store.uploads"
+        assert collection.worker.submit(threading.current_thread).result().name == threads[0]
+    finally:
+        collection.close()
