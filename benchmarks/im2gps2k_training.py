@@ -1,6 +1,6 @@
 """Train every model of the paper on an owner-grouped 80/20 split of the 1,944 real im2gps2k photos (CPU) and
 report, on the held-out owners: Acc@ thresholds of each head, and same-cell precision@10 of raw features vs
-RRM vs no-residual RRM vs triplet. Needs $GEOLOC_SHARED; work files go to $GEOLOC_OUT (default runs/im2gps2k).
+RRM vs no-residual RRM vs triplet. Needs $GEOLOC_SHARED (default ../shared); work files go to $GEOLOC_OUT (default runs/im2gps2k_training, apart from the demo run).
 
 Writes benchmarks/results/im2gps2k_training.md and .json.
 """
@@ -52,11 +52,11 @@ def timed(label: str, times: dict, fn, *args, **kwargs):
 
 
 def main() -> int:
-    shared = os.environ.get("GEOLOC_SHARED")
-    if not shared:
-        print("set GEOLOC_SHARED to the shared/ folder", file=sys.stderr)
+    shared = os.environ.get("GEOLOC_SHARED", "../shared")
+    if not (Path(shared) / "datasets" / "im2gps2k" / "manifest.csv").is_file():
+        print(f"no im2gps2k under {shared}: set GEOLOC_SHARED to the shared/ folder", file=sys.stderr)
         return 2
-    out = Path(os.environ.get("GEOLOC_OUT", "runs/im2gps2k"))
+    out = Path(os.environ.get("GEOLOC_OUT", "runs/im2gps2k_training"))
     records = read_manifest(Path(shared) / "datasets" / "im2gps2k" / "manifest.csv")
     train, val = owner_split(records, 0.2, seed=0)
     lat_t, lon_t = np.array([r.lat for r in train]), np.array([r.lon for r in train])

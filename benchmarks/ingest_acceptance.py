@@ -93,7 +93,7 @@ def main() -> None:
     parser.add_argument("--acceptance", action="store_true")
     parser.add_argument("--work", type=Path, default=Path("/tmp/geoloc_ingest_bench"))
     args = parser.parse_args()
-    shared = Path(os.environ["GEOLOC_SHARED"])
+    shared = Path(os.environ.get("GEOLOC_SHARED", "../shared"))
     rows = list_rows(shared / "datasets" / "im2gps2k" / "manifest.csv")[: args.photos]
     bundle = Bundle.load(args.bundle)
     shutil.rmtree(args.work, ignore_errors=True)

@@ -1,7 +1,7 @@
 """Benchmark: adaptive partitioning of 4.7 M photo coordinates on this machine.
 
 The coordinates are resampled (with ~1 km jitter) from the real 100 K MP16 sample in
-$GEOLOC_SHARED/meta/mp16_coordinates_100k.csv, or from a synthetic world when shared data is absent.
+$GEOLOC_SHARED (default ../shared)/meta/mp16_coordinates_100k.csv, or from a synthetic world when shared data is absent.
 Writes benchmarks/results/partition.json and partition.md.
 """
 
@@ -24,9 +24,8 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def coordinates(n: int) -> tuple[np.ndarray, np.ndarray, str]:
-    shared = os.environ.get("GEOLOC_SHARED")
-    sample = Path(shared) / "meta" / "mp16_coordinates_100k.csv" if shared else None
-    if sample and sample.is_file():
+    sample = Path(os.environ.get("GEOLOC_SHARED", "../shared")) / "meta" / "mp16_coordinates_100k.csv"
+    if sample.is_file():
         lat, lon = read_coordinates_csv(sample)
         source = "MP16 100K sample resampled with 0.01° jitter"
     else:

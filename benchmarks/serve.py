@@ -2,7 +2,7 @@
 
 On a copy of a run's store, the service runs in its own process on loopback. Then:
 1. the one-process rate: `Locator.locate` on the same photos with batch 32 (before the service holds the store);
-2. 4 concurrent clients, one photo per request, for `--seconds`, while a writer adds a photo every 0.5 s:
+2. one client, then 4 concurrent clients, one photo per request, for `--seconds`, while a writer adds a photo every 0.5 s:
    p50 / p99 latency; every acknowledged photo must be in the collection afterwards;
 3. 16 concurrent clients: the service's photos/s;
 4. `--trials` times: start the service, add photos, kill -9 it right after they were acknowledged, start it again
@@ -160,12 +160,13 @@ def main() -> None:
     port = free_port()
     process = start(bundle, store, port)
     try:
+        one = load(port, photos, 1, args.seconds, writer=False)
         four = load(port, photos, 4, args.seconds, writer=True)
         sixteen = load(port, photos, 16, args.seconds, writer=False)
     finally:
         kill(process)
     report = {"cpu_count": os.cpu_count(), "device": "CPU", "one_process_batch32_photos_per_second": round(one_process, 2),
-              "four_clients_with_writer": four, "sixteen_clients": sixteen,
+              "one_client": one, "four_clients_with_writer": four, "sixteen_clients": sixteen,
               "sixteen_vs_one_process": round(sixteen["photos_per_second"] / one_process, 3),
               "kill9": durability(bundle, store, args.trials)}
     RESULTS.mkdir(exist_ok=True)
@@ -175,7 +176,7 @@ def main() -> None:
              f"request, {args.seconds:.0f} s each.\n",
              "| clients | requests | errors | photos/s | p50 ms | p99 ms |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['clients']} | {r['requests']} | {r['errors']} | {r['photos_per_second']} | {r['p50_ms']} | "
-              f"{r['p99_ms']} |" for r in (four, sixteen)]
+              f"{r['p99_ms']} |" for r in (one, four, sixteen)]
     lines += ["", f"One process, `Locator.locate` with batch 32: {report['one_process_batch32_photos_per_second']} "
               f"photos/s; the service with 16 clients reaches {100 * report['sixteen_vs_one_process']:.0f} % of it.",
               f"While the 4 clients ran, a writer added {four['writes_acknowledged']} photos; "
