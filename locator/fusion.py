@@ -8,10 +8,11 @@ it and how similar they are, how much of the classifier's probability lies near 
 neighbours' similarity lies near it.
 
 A `FusionModel`, fitted by `geoloc-train fusion` on training photos held out by owner (never on an evaluation
-set), holds one logistic scorer per distance threshold: P(error < t km | evidence). The choice has two stages:
-the region is that of the candidate with the highest expected number of thresholds met, Σ_t P(error < t); then,
-among the candidates within `refine_km` of it, the one with the highest Σ P(error < t) over the thresholds below
-`refine_km` wins (the region decides the coarse thresholds, the finer evidence the exact place). Its
+set), holds one logistic scorer per distance threshold: P(error < t km | evidence). The choice goes from coarse
+to fine: the region is that of the candidate with the highest expected number of thresholds met, Σ_t P(error <
+t); then, for each threshold T from `refine_km` down, among the candidates within T km of the current choice,
+the one with the highest Σ P(error < t) over the thresholds t below T wins (each scale's evidence decides the
+place at that scale: P(error < 200 km) cannot tell apart two places 150 km apart, P(error < 25 km) can). Its
 `confidence` is P(error < 25 km),
 recalibrated on out-of-fold choices (isotonic), and its `radius_km` a median error predicted by a linear quantile
 regression. Everything is stored as JSON arrays and evaluated with numpy: no pickles.
@@ -34,11 +35,11 @@ THRESHOLDS_KM = (1.0, 25.0, 200.0, 750.0, 2500.0)
 CONFIDENCE_KM = 25.0
 MASS_RADII_KM = (25.0, 200.0, 750.0, 2500.0)
 BASELINES = ("swc", "retrieval", "classifier")
-FEATURES = ("log_size", "max_sim", "mean_sim", "sim_gap", "in_top_cell", "log_cell_p",
+FEATURES = ("log_size", "max_sim", "mean_sim", "sim_gap", "in_top_cell", "log_cell_p", "outside_cells",
             *(f"cell_mass_{r:g}km" for r in MASS_RADII_KM), *(f"neighbour_share_{r:g}km" for r in MASS_RADII_KM),
             *(f"log_km_to_{name}" for name in BASELINES), "is_cell_centre", "top_cell_p", "pool_max_sim")
 _MIN_P = 1e-6
-FORMAT = 1
+FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,9 @@ def candidate_features(candidates: Candidates, pool: Pool, probabilities: np.nda
     centres_xyz = latlon_to_xyz(fine.lat, fine.lon) if centres_xyz is None else centres_xyz
     top = int(np.argmax(probabilities))
     cells = fine.lookup(candidates.lat, candidates.lon)
-    cell_p = np.where(cells >= 0, probabilities[np.clip(cells, 0, None)], 0.0)
+    # A candidate outside every cell counts as the least probable cell, flagged by `outside_cells`: a sentinel far
+    # below the real values would let the linear scorers extrapolate (format 1 scored such candidates highly).
+    cell_p = np.where(cells >= 0, probabilities[np.clip(cells, 0, None)], probabilities.min())
     pool_max = float(pool.scores.max()) if len(pool) else 0.0
     size = np.array([len(m) for m in candidates.members], dtype=float)
     max_sim = np.array([pool.scores[m].max() if len(m) else 0.0 for m in candidates.members])
@@ -156,7 +159,7 @@ def candidate_features(candidates: Candidates, pool: Pool, probabilities: np.nda
         share = [np.zeros(n) for _ in MASS_RADII_KM]
     to_baselines = [np.log1p(haversine_km(candidates.lat, candidates.lon, b_lat, b_lon)) for b_lat, b_lon in estimates]
     columns = [np.log1p(size), max_sim, mean_sim, max_sim - pool_max, (cells == top).astype(float),
-               np.log(np.maximum(cell_p, _MIN_P)), *mass, *share, *to_baselines, candidates.is_centre.astype(float),
+               np.log(np.maximum(cell_p, _MIN_P)), (cells < 0).astype(float), *mass, *share, *to_baselines, candidates.is_centre.astype(float),
                np.full(n, probabilities[top]), np.full(n, pool_max)]
     return np.stack(columns, axis=1)
 
@@ -252,13 +255,16 @@ class FusionModel:
 
 
 def select(probabilities: dict[float, np.ndarray], lat: np.ndarray, lon: np.ndarray, refine_km: float) -> int:
-    """Index of the chosen candidate: the best region by Σ_t P_t, then the best place in it by the finer P_t."""
-    region = int(np.argmax(np.sum(list(probabilities.values()), axis=0)))
-    finer = [p for t, p in probabilities.items() if t < refine_km]
-    if not finer:
-        return region
-    near = haversine_km(lat[region], lon[region], lat, lon) < refine_km
-    return int(np.argmax(np.where(near, np.sum(finer, axis=0), -np.inf)))
+    """Index of the chosen candidate, coarse to fine: the best region by Σ_t P_t; then, for each threshold T from
+    `refine_km` down, the best place within T km of the current choice by the P_t of the thresholds below T."""
+    chosen = int(np.argmax(np.sum(list(probabilities.values()), axis=0)))
+    for scale in sorted((t for t in probabilities if t <= refine_km), reverse=True):
+        finer = [p for t, p in probabilities.items() if t < scale]
+        if not finer:
+            break
+        near = haversine_km(lat[chosen], lon[chosen], lat, lon) < scale
+        chosen = int(np.argmax(np.where(near, np.sum(finer, axis=0), -np.inf)))
+    return chosen
 
 
 def radius_inputs(features: np.ndarray, confidence: np.ndarray | float) -> np.ndarray:

@@ -70,6 +70,12 @@ def test_features_match_brute_force_sums(world):
         assert x[c, FEATURES.index("max_sim")] == (pool.scores[members].max() if len(members) else 0.0)
         expected_gap = math.log1p(haversine_km(candidates.lat[c], candidates.lon[c], 0.0, 0.0))
         assert x[c, FEATURES.index("log_km_to_classifier")] == pytest.approx(expected_gap)
+        cell = fine.lookup(np.array([candidates.lat[c]]), np.array([candidates.lon[c]]))[0]
+        # Outside every cell: flagged, and as probable as the least probable cell (no far-off sentinel value).
+        assert x[c, FEATURES.index("outside_cells")] == float(cell < 0)
+        expected_p = probabilities[cell] if cell >= 0 else probabilities.min()
+        assert x[c, FEATURES.index("log_cell_p")] == pytest.approx(math.log(max(expected_p, 1e-6)))
+    assert (x[:, FEATURES.index("outside_cells")] == 1).any() and (x[:, FEATURES.index("outside_cells")] == 0).any()
 
 
 def test_the_choice_takes_the_region_then_the_most_precise_place_in_it():
@@ -78,6 +84,19 @@ def test_the_choice_takes_the_region_then_the_most_precise_place_in_it():
     # Σ P: candidate 0 (0.95), 1 (0.5), 2 (0.95): the region of 0 (first best); within 750 km, 1 is finer.
     assert select(probabilities, lat, lon, 750.0) == 1
     assert select(probabilities, lat, lon, 50.0) == 0
+
+
+def test_the_choice_refines_scale_by_scale():
+    # 0 and 1 lie 164 km apart, 2 is 4 km from 1. The 200-km scorer favours 1, which wins the 750-km stage; within
+    # 200 km of it the 1- and 25-km scorers favour 0; within 25 km of 0 nothing else is left.
+    lat, lon = np.array([45.0, 45.0, 45.0]), np.array([15.0, 17.09, 17.14])
+    probabilities = {1.0: np.array([0.16, 0.07, 0.10]), 25.0: np.array([0.18, 0.17, 0.10]),
+                     200.0: np.array([0.75, 0.86, 0.80]), 750.0: np.array([0.93, 0.96, 0.90])}
+    assert haversine_km(lat[0], lon[0], lat[1], lon[1]) == pytest.approx(164, abs=1)
+    assert select(probabilities, lat, lon, 750.0) == 0
+    assert select(probabilities, lat, lon, 200.0) == 0
+    # Refining only from 25 km leaves the region's best (1) and its 4-km neighbour 2, chosen by P(1 km).
+    assert select(probabilities, lat, lon, 25.0) == 2
 
 
 def test_model_survives_its_json(world):
