@@ -8,12 +8,14 @@
 from __future__ import annotations
 
 import os
-from urllib.parse import urlparse
 
+from locator.registry import Registry
 from locator.store.base import CollectionSpec, Hits, StoreError, VectorStore, cell_field, point_id, token_field
 from locator.store.point import PhotoPoint
 
-DEFAULT_COLLECTION = "geoloc"
+# One opener per location scheme: (location, spec, create, wait_s) -> VectorStore, imported on first use.
+STORES = Registry("store", lazy={"edge": "locator.store.edge:open_edge", "memory": "locator.store.server:open_memory",
+                                 "http": "locator.store.server:open_server", "https": "locator.store.server:open_server"})
 
 
 def store_location(location: str | None) -> str:
@@ -28,25 +30,12 @@ def open_store(location: str | None, spec: CollectionSpec, create: bool = True, 
     """Open the collection at `location` for `spec`, creating it if `create`; another bundle's is an error.
     An Edge store held by another process is retried for `wait_s` seconds."""
     location = store_location(location)
-    if location.startswith("edge:"):
-        from locator.store.edge import EdgeStore
-        return EdgeStore(location[len("edge:"):], spec, create, wait_s)
-    if location == "memory" or location.startswith("memory:"):
-        from qdrant_client import QdrantClient
-
-        from locator.store.server import ServerStore
-        name = location.partition(":")[2] or DEFAULT_COLLECTION
-        return ServerStore(QdrantClient(":memory:"), name, spec, location, create)
-    if location.startswith(("http://", "https://")):
-        from qdrant_client import QdrantClient
-
-        from locator.store.server import ServerStore
-        url = urlparse(location)
-        name = url.path.strip("/") or DEFAULT_COLLECTION
-        client = QdrantClient(url=f"{url.scheme}://{url.netloc}", prefer_grpc=True)
-        return ServerStore(client, name, spec, location, create)
-    raise StoreError(f"unknown store location {location!r}: use edge:/path, http://host:6333[/collection] or memory")
+    scheme = location.partition(":")[0]
+    if scheme not in STORES:
+        raise StoreError(f"unknown store location {location!r}: use edge:/path, http://host:6333[/collection] or "
+                         "memory")
+    return STORES.create(scheme, location, spec, create, wait_s)
 
 
-__all__ = ["CollectionSpec", "Hits", "PhotoPoint", "StoreError", "VectorStore", "cell_field", "open_store",
+__all__ = ["STORES", "CollectionSpec", "Hits", "PhotoPoint", "StoreError", "VectorStore", "cell_field", "open_store",
            "point_id", "store_location", "token_field"]

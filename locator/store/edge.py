@@ -135,6 +135,11 @@ class EdgeStore(VectorStore):
             self.shard = None
 
 
+def open_edge(location: str, spec: CollectionSpec, create: bool = True, wait_s: float = 0.0) -> EdgeStore:
+    """`edge:/path`: Qdrant Edge, embedded; a store held by another process is retried for `wait_s` seconds."""
+    return EdgeStore(location[len("edge:"):], spec, create, wait_s)
+
+
 def _open_spec(path: Path, wanted: CollectionSpec) -> CollectionSpec:
     spec_path = path / SPEC_FILE
     if spec_path.is_file():

@@ -7,6 +7,7 @@ query: fine for tests, never for real collections). The collection's spec lives 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from urllib.parse import urlparse
 
 import numpy as np
 from qdrant_client import QdrantClient
@@ -15,6 +16,20 @@ from qdrant_client import models as qm
 from locator.store.base import CollectionSpec, Hits, StoreError, VectorStore, cell_field
 
 _SCROLL_PAGE = 10_000
+DEFAULT_COLLECTION = "geoloc"
+
+
+def open_server(location: str, spec: CollectionSpec, create: bool = True, wait_s: float = 0.0) -> ServerStore:
+    """`http(s)://host:6333[/collection]`: a Qdrant server (gRPC preferred); `wait_s` is for Edge only."""
+    url = urlparse(location)
+    client = QdrantClient(url=f"{url.scheme}://{url.netloc}", prefer_grpc=True)
+    return ServerStore(client, url.path.strip("/") or DEFAULT_COLLECTION, spec, location, create)
+
+
+def open_memory(location: str, spec: CollectionSpec, create: bool = True, wait_s: float = 0.0) -> ServerStore:
+    """`memory[:name]`: qdrant-client's in-process double of the server API (tests only)."""
+    return ServerStore(QdrantClient(":memory:"), location.partition(":")[2] or DEFAULT_COLLECTION, spec, location,
+                       create)
 
 
 def _cell_filter(field: str, cells: list[int]) -> qm.Filter:

@@ -194,3 +194,18 @@ def test_opening_without_create_requires_an_existing_collection(location):
             return  # the in-memory double lives only as long as its client
     with open_store(location, SPEC, create=False) as again:
         assert again.count() == 3
+
+
+def test_locations_open_through_the_store_registry(tmp_path, monkeypatch):
+    from locator.store import STORES
+    from locator.store.edge import EdgeStore
+    assert set(STORES.names()) == {"edge", "memory", "http", "https"}
+    with open_store("memory:mine", SPEC) as store:
+        assert store.collection == "mine"
+    with open_store(f"edge:{tmp_path / 'e'}", SPEC) as store:
+        assert isinstance(store, EdgeStore)
+    with pytest.raises(StoreError, match="unknown store location 'ftp://x'"):
+        open_store("ftp://x", SPEC)
+    monkeypatch.delenv("GEOLOC_STORE", raising=False)
+    with pytest.raises(StoreError, match="no store given"):
+        open_store(None, SPEC)
