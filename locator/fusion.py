@@ -159,8 +159,8 @@ def candidate_features(candidates: Candidates, pool: Pool, probabilities: np.nda
         share = [np.zeros(n) for _ in MASS_RADII_KM]
     to_baselines = [np.log1p(haversine_km(candidates.lat, candidates.lon, b_lat, b_lon)) for b_lat, b_lon in estimates]
     columns = [np.log1p(size), max_sim, mean_sim, max_sim - pool_max, (cells == top).astype(float),
-               np.log(np.maximum(cell_p, _MIN_P)), (cells < 0).astype(float), *mass, *share, *to_baselines, candidates.is_centre.astype(float),
-               np.full(n, probabilities[top]), np.full(n, pool_max)]
+               np.log(np.maximum(cell_p, _MIN_P)), (cells < 0).astype(float), *mass, *share, *to_baselines,
+               candidates.is_centre.astype(float), np.full(n, probabilities[top]), np.full(n, pool_max)]
     return np.stack(columns, axis=1)
 
 
