@@ -1,8 +1,8 @@
 """Fitting the fused method's model (locator.fusion) on held-out training photos only.
 
 The training photos are split by owner. On the larger part, a head of the bundle's default kind and (when the
-bundle has one) an RRM are trained again with the bundle's own settings, so that the held-out photos are as new
-to them as an evaluation photo is to the real models. The larger part's placeable photos are the reference
+bundle has one) an RRM are trained again with the bundle's own settings (the RRM up to the step the bundle kept
+its own at), so that the held-out photos are as new to them as an evaluation photo is to the real models. The larger part's placeable photos are the reference
 collection; each held-out photo is classified and searched against it exactly (within its best cell, within its
 best `cells` cells, and globally), and every candidate location gets its evidence and its true error. Logistic
 scorers per distance threshold are fitted on all candidates; the confidence calibration and the radius model
@@ -179,8 +179,11 @@ def _calibrate_fold(bundle: Bundle, fit: TrainingRows, held: np.ndarray, setting
     head = retrain_head(bundle, fit, device)
     rrm = None
     if bundle.retrieval_space == "rrm":
-        rrm_settings = _settings_from(bundle.config["rrm"]["training"], RRMSettings)
-        rrm, _ = train_rrm(fit, cells, dataclasses.replace(rrm_settings, space="rrm"), device=device, progress=False)
+        recorded = bundle.config["rrm"]["training"]
+        rrm_settings = _settings_from(recorded, RRMSettings)
+        # The bundle's schedule, up to the step its own RRM was kept at: later steps would only be discarded.
+        rrm, _ = train_rrm(fit, cells, dataclasses.replace(rrm_settings, space="rrm"), device=device, progress=False,
+                           stop_at=recorded.get("best_step") or None)
     predicted = predicted_cells(head, fit, fit.usable)
     refs = fit.usable[(predicted == cells[fit.usable]) & (cells[fit.usable] >= 0)]
     if not len(refs):

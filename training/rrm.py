@@ -91,8 +91,10 @@ def _validation(data: TrainingRows, cells: np.ndarray, settings: RRMSettings):
 
 
 def train_rrm(data: TrainingRows, cells: np.ndarray, settings: RRMSettings = RRMSettings(),
-              device: str | torch.device | None = None, progress: bool = True) -> tuple[ResidualRetrievalModule, RRMLog]:
-    """Train an RRM so that photos of the same cell embed close together; returns the best one and the log."""
+              device: str | torch.device | None = None, progress: bool = True,
+              stop_at: int | None = None) -> tuple[ResidualRetrievalModule, RRMLog]:
+    """Train an RRM so that photos of the same cell embed close together; returns the best one and the log.
+    `stop_at` ends the run at that step of its schedule (the fused model's folds stop at the bundle's best step)."""
     device = _device(device)
     torch.manual_seed(settings.seed)
     cells = np.asarray(cells, dtype=np.int64)
@@ -111,7 +113,8 @@ def train_rrm(data: TrainingRows, cells: np.ndarray, settings: RRMSettings = RRM
 
     log.raw_precision_at_10 = evaluate(None)
     best, best_state, waited, interval, start = -1.0, copy.deepcopy(rrm.state_dict()), 0, [], time.perf_counter()
-    for step in tqdm(range(1, steps + 1), desc=f"rrm {settings.loss}", unit="step", disable=not progress):
+    last = min(steps, stop_at or steps)
+    for step in tqdm(range(1, last + 1), desc=f"rrm {settings.loss}", unit="step", disable=not progress):
         rrm.train()
         pairs = train[sampler.draw(settings.batch_pairs)]
         b = len(pairs)
@@ -125,7 +128,7 @@ def train_rrm(data: TrainingRows, cells: np.ndarray, settings: RRMSettings = RRM
         optimiser.step()
         scheduler.step()
         interval.append(loss.item())
-        if step % settings.eval_every and step != steps:
+        if step % settings.eval_every and step != last:
             continue
         score = evaluate(rrm)
         log.losses.append(float(np.mean(interval)))

@@ -56,3 +56,15 @@ def test_training_reports_both_spaces_and_keeps_the_best_step():
     scores = [e["precision_at_10"] for e in log.evaluations]
     assert log.rrm_precision_at_10 == max(scores) and log.best_step == log.evaluations[scores.index(max(scores))]["step"]
     assert 0 <= log.raw_precision_at_10 <= 1 and log.space in ("rrm", "raw") and log.decision
+
+
+def test_stop_at_ends_the_same_schedule_early():
+    features, lat, lon, groups, cells = _world()
+    data = TrainingRows.from_arrays(features, lat, lon, groups)
+    settings = RRMSettings(hidden_dim=32, steps=60, eval_every=20, batch_pairs=16, memory_size=64, patience=10)
+    full_rrm, full = train_rrm(data, cells, settings, device="cpu", progress=False)
+    short_rrm, short = train_rrm(data, cells, settings, device="cpu", progress=False, stop_at=full.best_step)
+    assert short.steps == 60 and short.evaluations[-1]["step"] == full.best_step
+    # Same seed and schedule up to the best step: the same model as the full run kept.
+    for key, value in full_rrm.state_dict().items():
+        assert torch.allclose(value, short_rrm.state_dict()[key], atol=1e-6)
