@@ -1,12 +1,12 @@
 """Fitting the fused method's model (locator.fusion) on held-out training photos only.
 
-The training photos are split by owner. On the larger part, a head of the bundle's default kind and (when the
-bundle has one) an RRM are trained again with the bundle's own settings (the RRM up to the step the bundle kept
-its own at), so that the held-out photos are as new to them as an evaluation photo is to the real models. The larger part's placeable photos are the reference
-collection; each held-out photo is classified and searched against it exactly (within its best cell, within its
-best `cells` cells, and globally), and every candidate location gets its evidence and its true error. Logistic
-scorers per distance threshold are fitted on all candidates; the confidence calibration and the radius model
-are fitted on out-of-fold choices (folds grouped by owner). No evaluation set is ever read.
+The training photos are split by owner. On the larger part, a head of the bundle's default kind and (when the bundle
+has one) an RRM are trained again with the bundle's own settings (the RRM up to the step the bundle kept its own
+at), so that the held-out photos are as new to them as an evaluation photo is to the real models. The larger part's
+placeable photos are the reference collection; each held-out photo is classified and searched against it exactly
+(within its best cell, within its best `cells` cells, and globally), and every candidate location gets its evidence
+and its true error. Logistic scorers per distance threshold are fitted on all candidates; the confidence calibration
+and the radius model are fitted on out-of-fold choices (folds grouped by owner). No evaluation set is ever read.
 """
 
 from __future__ import annotations

@@ -137,7 +137,10 @@ class EdgeStore(VectorStore):
 
 def open_edge(location: str, spec: CollectionSpec, create: bool = True, wait_s: float = 0.0) -> EdgeStore:
     """`edge:/path`: Qdrant Edge, embedded; a store held by another process is retried for `wait_s` seconds."""
-    return EdgeStore(location[len("edge:"):], spec, create, wait_s)
+    path = location.partition(":")[2]
+    if not path:
+        raise StoreError(f"store location {location!r} names no folder: use edge:/path/to/store")
+    return EdgeStore(path, spec, create, wait_s)
 
 
 def _open_spec(path: Path, wanted: CollectionSpec) -> CollectionSpec:

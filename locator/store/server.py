@@ -22,6 +22,8 @@ DEFAULT_COLLECTION = "geoloc"
 def open_server(location: str, spec: CollectionSpec, create: bool = True, wait_s: float = 0.0) -> ServerStore:
     """`http(s)://host:6333[/collection]`: a Qdrant server (gRPC preferred); `wait_s` is for Edge only."""
     url = urlparse(location)
+    if not url.netloc:
+        raise StoreError(f"store location {location!r} names no server: use http://host:6333[/collection]")
     client = QdrantClient(url=f"{url.scheme}://{url.netloc}", prefer_grpc=True)
     return ServerStore(client, url.path.strip("/") or DEFAULT_COLLECTION, spec, location, create)
 

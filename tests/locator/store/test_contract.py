@@ -179,6 +179,10 @@ def test_edge_store_refuses_foreign_folders_and_concurrent_writers(tmp_path):
 def test_unknown_location_and_missing_setting(monkeypatch):
     with pytest.raises(StoreError, match="unknown store location 'ftp://x'"):
         open_store("ftp://x", SPEC)
+    with pytest.raises(StoreError, match="'edge' names no folder"):
+        open_store("edge", SPEC)
+    with pytest.raises(StoreError, match="'http:x' names no server"):
+        open_store("http:x", SPEC)
     monkeypatch.delenv("GEOLOC_STORE", raising=False)
     with pytest.raises(StoreError, match="set GEOLOC_STORE"):
         open_store(None, SPEC)
@@ -206,6 +210,10 @@ def test_locations_open_through_the_store_registry(tmp_path, monkeypatch):
         assert isinstance(store, EdgeStore)
     with pytest.raises(StoreError, match="unknown store location 'ftp://x'"):
         open_store("ftp://x", SPEC)
+    with pytest.raises(StoreError, match="'edge' names no folder"):
+        open_store("edge", SPEC)
+    with pytest.raises(StoreError, match="'http:x' names no server"):
+        open_store("http:x", SPEC)
     monkeypatch.delenv("GEOLOC_STORE", raising=False)
     with pytest.raises(StoreError, match="no store given"):
         open_store(None, SPEC)
