@@ -3,19 +3,25 @@
 For one photo, the neighbours found within the classifier's best cell, within its `cells` most probable cells
 and in the whole collection are pooled (each reference once) and clustered with DBSCAN (1 km), as SwC clusters
 its neighbours. Every cluster is a candidate location; when the search within the best cell found nothing, so is
-the classifier's own estimate (its best cell's centre, or the MvMF mean), as in SwC's fallback. Each candidate is described by its evidence (`FEATURES`): how many neighbours support
-it and how similar they are, how much of the classifier's probability lies near it, how much of the pooled
-neighbours' similarity lies near it.
+the classifier's own estimate (its best cell's centre, or the MvMF mean), as in SwC's fallback. Each candidate is
+described by its evidence (`FEATURES`): how many neighbours support it and how similar they are, how much of the
+classifier's probability lies near it, how much of the pooled neighbours' similarity lies near it.
 
 A `FusionModel`, fitted by `geoloc-train fusion` on training photos held out by owner (never on an evaluation
-set), holds one logistic scorer per distance threshold: P(error < t km | evidence). The choice goes from coarse
-to fine: the region is that of the candidate with the highest expected number of thresholds met, Σ_t P(error <
-t); then, for each threshold T from `refine_km` down, among the candidates within T km of the current choice,
-the one with the highest Σ P(error < t) over the thresholds t below T wins (each scale's evidence decides the
-place at that scale: P(error < 200 km) cannot tell apart two places 150 km apart, P(error < 25 km) can). Its
-`confidence` is P(error < 25 km),
-recalibrated on out-of-fold choices (isotonic), and its `radius_km` a median error predicted by a linear quantile
-regression. Everything is stored as JSON arrays and evaluated with numpy: no pickles.
+set), holds two models per distance threshold t:
+
+- a logistic scorer, P(error < t km | evidence), comparable across photos;
+- a ranker (a conditional logit), P(this candidate is the one within t km | the photo's candidates), fitted on the
+  differences between candidates of the same photo only, so that what all of a photo's candidates share (say, a
+  place the classifier never saw, where cell probabilities mean little) cannot bias the choice between them.
+
+The choice goes from coarse to fine: the region is that of the candidate with the highest expected number of
+thresholds met, Σ_t P(error < t); then, for each threshold T from `refine_km` down, among the candidates within T
+km of the current choice, the one with the highest Σ of the rankers' shares over the thresholds t below T wins
+(each scale's evidence decides the place at that scale: P(error < 200 km) cannot tell apart two places 150 km
+apart, P(error < 25 km) can). Its `confidence` is the scorer's P(error < 25 km), recalibrated on out-of-fold
+choices (isotonic), and its `radius_km` a median error predicted by a linear quantile regression. Everything is
+stored as JSON arrays and evaluated with numpy: no pickles.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ FEATURES = ("log_size", "max_sim", "mean_sim", "sim_gap", "in_top_cell", "log_ce
             *(f"cell_mass_{r:g}km" for r in MASS_RADII_KM), *(f"neighbour_share_{r:g}km" for r in MASS_RADII_KM),
             *(f"log_km_to_{name}" for name in BASELINES), "is_cell_centre", "top_cell_p", "pool_max_sim")
 _MIN_P = 1e-6
-FORMAT = 2
+FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,8 @@ class Pool:
         """Pool (ids, scores, lat, lon) rows; ids < 0 are padding, a repeated id keeps its best score."""
         ids, scores, lat, lon = (np.concatenate([np.asarray(r[i]) for r in rows]) for i in range(4))
         valid = ids >= 0
-        ids, scores, lat, lon = ids[valid], scores[valid].astype(float), lat[valid].astype(float), lon[valid].astype(float)
+        ids, scores = ids[valid], scores[valid].astype(float)
+        lat, lon = lat[valid].astype(float), lon[valid].astype(float)
         order = np.lexsort((ids, -scores))
         _, first = np.unique(ids[order], return_index=True)
         keep = order[np.sort(first)]
@@ -179,6 +186,20 @@ class Logistic:
 
 
 @dataclass(frozen=True)
+class Ranker:
+    """Shares of one photo's candidates: softmax over its rows of ((x - mean) / scale) · coef."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        z = ((np.asarray(x, float) - self.mean) / self.scale) @ self.coef
+        e = np.exp(z - z.max())
+        return e / e.sum()
+
+
+@dataclass(frozen=True)
 class Monotone:
     """A non-decreasing piecewise-linear map (an isotonic regression's breakpoints), clipped at both ends."""
 
@@ -217,6 +238,7 @@ class FusionModel:
     eps_km: float
     refine_km: float
     scorers: dict[float, Logistic]
+    rankers: dict[float, Ranker]
     confidence: Monotone
     radius: LinearQuantile
     info: dict[str, Any] = field(default_factory=dict)
@@ -224,7 +246,8 @@ class FusionModel:
     def choose(self, features: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> Choice:
         """The chosen candidate (two stages, see the module), its confidence and radius."""
         probabilities = {t: scorer(features) for t, scorer in self.scorers.items()}
-        best = select(probabilities, lat, lon, self.refine_km)
+        shares = {t: ranker(features) for t, ranker in self.rankers.items()}
+        best = select(probabilities, lat, lon, self.refine_km, shares)
         raw = {t: float(p[best]) for t, p in probabilities.items()}
         confidence = float(np.clip(self.confidence(raw[CONFIDENCE_KM]), 0.0, 1.0))
         radius = float(np.expm1(max(float(self.radius(radius_inputs(features[best:best + 1], confidence))[0]), 0.0)))
@@ -236,6 +259,7 @@ class FusionModel:
         return {"format": FORMAT, "features": list(FEATURES), "k": self.k, "cells": self.cells, "eps_km": self.eps_km,
                 "refine_km": self.refine_km,
                 "scorers": [{"threshold_km": t, **arrays(s)} for t, s in self.scorers.items()],
+                "rankers": [{"threshold_km": t, **arrays(r)} for t, r in self.rankers.items()],
                 "confidence": arrays(self.confidence), "radius": arrays(self.radius), "info": self.info}
 
     @classmethod
@@ -245,21 +269,26 @@ class FusionModel:
 
         def build(kind: type, entry: dict) -> Any:
             return kind(**{k: (np.asarray(v, float) if isinstance(v, list) else v) for k, v in entry.items()})
-        scorers = {float(e["threshold_km"]): build(Logistic, {k: v for k, v in e.items() if k != "threshold_km"})
-                   for e in data["scorers"]}
-        return cls(int(data["k"]), int(data["cells"]), float(data["eps_km"]), float(data["refine_km"]), scorers,
+        def per_threshold(kind: type, entries: list[dict]) -> dict:
+            return {float(e["threshold_km"]): build(kind, {k: v for k, v in e.items() if k != "threshold_km"})
+                    for e in entries}
+        return cls(int(data["k"]), int(data["cells"]), float(data["eps_km"]), float(data["refine_km"]),
+                   per_threshold(Logistic, data["scorers"]), per_threshold(Ranker, data["rankers"]),
                    build(Monotone, data["confidence"]), build(LinearQuantile, data["radius"]), data.get("info", {}))
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=1, sort_keys=True)
 
 
-def select(probabilities: dict[float, np.ndarray], lat: np.ndarray, lon: np.ndarray, refine_km: float) -> int:
+def select(probabilities: dict[float, np.ndarray], lat: np.ndarray, lon: np.ndarray, refine_km: float,
+           shares: dict[float, np.ndarray] | None = None) -> int:
     """Index of the chosen candidate, coarse to fine: the best region by Σ_t P_t; then, for each threshold T from
-    `refine_km` down, the best place within T km of the current choice by the P_t of the thresholds below T."""
+    `refine_km` down, the best place within T km of the current choice by the Σ of the `shares` (default: P_t) of
+    the thresholds t below T."""
+    shares = shares or probabilities
     chosen = int(np.argmax(np.sum(list(probabilities.values()), axis=0)))
     for scale in sorted((t for t in probabilities if t <= refine_km), reverse=True):
-        finer = [p for t, p in probabilities.items() if t < scale]
+        finer = [p for t, p in shares.items() if t < scale]
         if not finer:
             break
         near = haversine_km(lat[chosen], lon[chosen], lat, lon) < scale

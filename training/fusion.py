@@ -5,8 +5,9 @@ has one) an RRM are trained again with the bundle's own settings (the RRM up to 
 at), so that the held-out photos are as new to them as an evaluation photo is to the real models. The larger part's
 placeable photos are the reference collection; each held-out photo is classified and searched against it exactly
 (within its best cell, within its best `cells` cells, and globally), and every candidate location gets its evidence
-and its true error. Logistic scorers per distance threshold are fitted on all candidates; the confidence calibration
-and the radius model are fitted on out-of-fold choices (folds grouped by owner). No evaluation set is ever read.
+and its true error. Logistic scorers and conditional-logit rankers per distance threshold are fitted on all
+candidates; the confidence calibration and the radius model are fitted on out-of-fold choices (folds grouped by
+owner). No evaluation set is ever read.
 """
 
 from __future__ import annotations
@@ -23,20 +24,21 @@ from locator.encoder import PhotoEncoder
 from locator.errors import DataError
 from locator.feature_cache import group_ids
 from locator.fusion import (BASELINES, CONFIDENCE_KM, FEATURES, THRESHOLDS_KM, FusionModel, LinearQuantile, Logistic,
-                            Monotone, Pool, baselines, candidate_features, found, make_candidates, radius_inputs,
-                            select)
+                            Monotone, Pool, Ranker, baselines, candidate_features, found, make_candidates,
+                            radius_inputs, select)
 from locator.geo import haversine_km, latlon_to_xyz
 from locator.heads import Head
 from locator.rrm import embed
 from locator.settings import from_mapping
 from locator.store import VectorStore
 from training.batches import TrainingRows
+from training.conditional_logit import fit_conditional_logit, informative_groups
 from training.heads import train_head
 from training.placeable import predicted_cells
 from training.rrm import train_rrm
 from training.settings import FusionSettings, HeadSettings, RRMSettings
 
-MIN_CLASS_ROWS = 5  # a threshold's scorer needs this many candidates on each side
+MIN_CLASS_ROWS = 5  # a threshold's scorer needs this many candidates on each side, its ranker as many photos
 
 
 @dataclass
@@ -274,6 +276,16 @@ def fit_scorers(x: np.ndarray, errors: np.ndarray, c: float) -> dict[float, Logi
     return scorers
 
 
+def fit_rankers(x: np.ndarray, errors: np.ndarray, query: np.ndarray, c: float) -> dict[float, Ranker]:
+    """One conditional-logit ranker per threshold with enough photos that have candidates on both sides of it."""
+    mean, scale = _standardise(x)
+    rankers = {}
+    for t in THRESHOLDS_KM:
+        if informative_groups(errors < t, query) >= MIN_CLASS_ROWS:
+            rankers[t] = Ranker(mean, scale, fit_conditional_logit((x - mean) / scale, errors < t, query, c))
+    return rankers
+
+
 @dataclass
 class Choices:
     """Out-of-fold choices per held-out photo: index of the chosen candidate row, raw P(<25 km), errors."""
@@ -291,10 +303,12 @@ def out_of_fold_choices(data: CalibrationSet, settings: FusionSettings) -> Choic
     for train, test in GroupKFold(n_splits=folds).split(np.zeros(photos), groups=data.groups):
         in_train = np.isin(data.query, train)
         scorers = fit_scorers(data.features[in_train], data.errors_km[in_train], settings.c)
+        rankers = fit_rankers(data.features[in_train], data.errors_km[in_train], data.query[in_train], settings.c)
         for q in test:
             candidates = np.flatnonzero(data.query == q)
-            probabilities = {t: s(data.features[candidates]) for t, s in scorers.items()}
-            best = candidates[select(probabilities, data.lat[candidates], data.lon[candidates], settings.refine_km)]
+            x = data.features[candidates]
+            best = candidates[select({t: s(x) for t, s in scorers.items()}, data.lat[candidates],
+                                     data.lon[candidates], settings.refine_km, {t: r(x) for t, r in rankers.items()})]
             rows[q], p_conf[q] = best, scorers[CONFIDENCE_KM](data.features[best:best + 1])[0]
     return Choices(rows, p_conf, data.errors_km[rows])
 
@@ -326,9 +340,11 @@ def fit_fusion(bundle: Bundle, rows: TrainingRows, settings: FusionSettings = Fu
     confidence = fit_confidence(choices)
     radius = fit_radius(data, choices, confidence)
     scorers = fit_scorers(data.features, data.errors_km, settings.c)
+    rankers = fit_rankers(data.features, data.errors_km, data.query, settings.c)
     report = _report(data, choices, confidence, radius, settings)
     report["collection_queries"] = len(collection.groups) if collection is not None else 0
-    model = FusionModel(settings.k, settings.cells, 1.0, settings.refine_km, scorers, confidence, radius, report)
+    model = FusionModel(settings.k, settings.cells, 1.0, settings.refine_km, scorers, rankers, confidence, radius,
+                        report)
     return model, report
 
 

@@ -12,7 +12,7 @@ from locator.api import Locator
 from locator.bundle import Bundle
 from locator.datasets import read_manifest
 from locator.encoder import PhotoEncoder
-from locator.fusion import (FEATURES, MASS_RADII_KM, FusionModel, Pool, baselines, candidate_features,
+from locator.fusion import (FEATURES, MASS_RADII_KM, FusionModel, Pool, Ranker, baselines, candidate_features,
                             make_candidates, select)
 from locator.geo import haversine_km
 from locator.store import PhotoPoint, cell_field, open_store, point_id, token_field
@@ -97,6 +97,27 @@ def test_the_choice_refines_scale_by_scale():
     assert select(probabilities, lat, lon, 200.0) == 0
     # Refining only from 25 km leaves the region's best (1) and its 4-km neighbour 2, chosen by P(1 km).
     assert select(probabilities, lat, lon, 25.0) == 2
+
+
+def test_the_place_within_the_region_is_chosen_by_the_rankers_shares():
+    lat, lon = np.array([0.0, 0.0, 30.0]), np.array([0.0, 1.0, 0.0])
+    probabilities = {25.0: np.array([0.05, 0.30, 0.0]), 750.0: np.array([0.9, 0.2, 0.95])}
+    assert select(probabilities, lat, lon, 750.0) == 1
+    # The region still comes from the scorers (0's), the place within it from the shares.
+    assert select(probabilities, lat, lon, 750.0, {25.0: np.array([0.6, 0.1, 0.3])}) == 0
+    assert select(probabilities, lat, lon, 750.0, {25.0: np.array([0.1, 0.2, 0.7])}) == 1
+
+
+def test_shares_ignore_evidence_that_all_candidates_share():
+    rng = np.random.default_rng(4)
+    ranker = Ranker(rng.normal(size=4), rng.uniform(0.5, 2, 4), rng.normal(size=4))
+    x = rng.normal(size=(5, 4))
+    shares = ranker(x)
+    assert shares.sum() == pytest.approx(1.0) and (shares > 0).all()
+    shifted = x + np.array([0.0, 3.0, -7.0, 0.0])  # the same for every candidate of the photo
+    np.testing.assert_allclose(ranker(shifted), shares, rtol=1e-12)
+    naive = np.exp(((x - ranker.mean) / ranker.scale) @ ranker.coef)
+    np.testing.assert_allclose(shares, naive / naive.sum(), rtol=1e-12)
 
 
 def test_model_survives_its_json(world):

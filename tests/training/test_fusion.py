@@ -35,6 +35,7 @@ def test_the_scorer_never_sees_evaluation_photos(world):
     one, report = fit_fusion(bundle, _rows_with_evaluation_photos(world, np.nan, 0.0), settings, progress=False)
     two, _ = fit_fusion(bundle, _rows_with_evaluation_photos(world, 1e6, 40.0), settings, progress=False)
     assert one.to_json()["scorers"] == two.to_json()["scorers"]
+    assert one.to_json()["rankers"] == two.to_json()["rankers"] and one.rankers
     assert report["held_out_photos"] == len(world["background"])
     assert all(np.isfinite(s.coef).all() for s in one.scorers.values())
 
