@@ -6,6 +6,7 @@ Ray and torch load only once the command runs; only GeolocError becomes a one-li
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -29,12 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    store = args.store or os.environ.get("GEOLOC_STORE") or None
     try:
         settings = from_args(IngestSettings, args)
         source = from_args(IngestSource, args, mp16_shards=tuple(args.mp16_shards))
         source.check()
         from ingest.pipeline import run_ingest
-        summary = run_ingest(args.bundle, args.store, source, settings)
+        summary = run_ingest(args.bundle, store, source, settings)
     except GeolocError as exc:
         print(f"geoloc-ingest: error: {exc}", file=sys.stderr)
         return 2

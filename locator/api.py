@@ -15,12 +15,11 @@ from typing import Any
 
 from locator.bundle import Bundle
 from locator.encoder import EncodedPhotos, ImageInput, PhotoEncoder
-from locator.errors import StoreError
 from locator.exact_index import ExactIndex
 from locator.methods import Batch, LocateSettings, Sources, locate_batch
 from locator.predictions import Neighbour, Prediction
 from locator.settings import from_mapping
-from locator.store import VectorStore, open_store, store_location
+from locator.store import VectorStore, open_store
 
 __all__ = ["EncodedPhotos", "LocateSettings", "Locator", "Neighbour", "Prediction"]
 _SETTING_NAMES = {f.name for f in dataclasses.fields(LocateSettings)}
@@ -44,13 +43,10 @@ class Locator:
     @classmethod
     def load(cls, bundle_dir: str | Path, store: str | None = None, raw_features: str | Path | None = None,
              device: str | None = None) -> Locator:
-        """A locator for a bundle; `store` (or $GEOLOC_STORE) is needed by the methods that search it."""
+        """A locator for a bundle; `store` (a location such as edge:DIR) is needed by the methods that search
+        it."""
         bundle = Bundle.load(bundle_dir)
-        try:
-            location = store_location(store)
-        except StoreError:
-            location = None
-        opened = open_store(location, bundle.collection_spec(), create=False) if location else None
+        opened = open_store(store, bundle.collection_spec(), create=False) if store else None
         raw = ExactIndex.from_feature_cache(raw_features) if raw_features else None
         return cls(bundle, opened, raw, device)
 

@@ -21,7 +21,6 @@ from locator.methods import STORE_METHODS, LocateSettings
 from locator.predictions import Prediction
 from locator.service.settings import ServiceSettings
 from locator.settings import add_arguments, from_args
-from locator.store import store_location
 
 _CSV_COLUMNS = ["image", "lat", "lon", "ok", "error", "method", "cell_token", "cell_probability", "cluster_size",
                 "radius_km", "confidence", "nearest_photo_id", "nearest_similarity", "note"]
@@ -131,19 +130,12 @@ def report_failures(predictions: list[Prediction]) -> None:
 
 def _check_sources(args: argparse.Namespace, settings: LocateSettings) -> None:
     """Before any work: the store or feature cache that the method needs."""
-    if settings.method in STORE_METHODS and not (args.store or store_location_or_none()):
+    if settings.method in STORE_METHODS and not args.store:
         raise SettingsError(f"--method {settings.method} searches the reference collection: give --store "
                             "(edge:DIR for an embedded store, http://host:6333/collection for a Qdrant server) "
                             "or set GEOLOC_STORE")
     if settings.method == "raw" and not args.raw_features:
         raise SettingsError("--method raw needs --raw-features (a feature cache of the background photos)")
-
-
-def store_location_or_none() -> str | None:
-    try:
-        return store_location(None)
-    except GeolocError:
-        return None
 
 
 def _locate(args: argparse.Namespace) -> int:
@@ -233,7 +225,7 @@ def _evaluate_bundle(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     token = args.token or os.environ.get("GEOLOC_TOKEN")
     settings = from_args(ServiceSettings, args, token=token)
-    location = args.store or store_location_or_none()
+    location = args.store
     if not location:
         raise SettingsError("geoloc serve needs the collection: give --store (edge:DIR, or http://host:6333/collection "
                             "for a Qdrant server, where several replicas can serve side by side) or set GEOLOC_STORE")
@@ -307,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if hasattr(args, "store"):
+        args.store = args.store or os.environ.get("GEOLOC_STORE") or None
     try:
         return args.run(args)
     except GeolocError as exc:

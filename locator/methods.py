@@ -61,7 +61,7 @@ class Sources:
     def require_store(self, method: str) -> VectorStore:
         if self.store is None:
             raise StoreError(f"method {method!r} searches the reference collection, but no store was given "
-                             "(Locator.load(..., store='edge:/path') or GEOLOC_STORE)")
+                             "(Locator.load(..., store='edge:/path'); the CLIs: --store or GEOLOC_STORE)")
         return self.store
 
 

@@ -47,7 +47,7 @@ def _worker() -> ThreadPoolExecutor:
 class ServedCollection:
     def __init__(self, locator: Locator, uploads: Path, worker: ThreadPoolExecutor | None = None) -> None:
         if locator.store is None:
-            raise StoreError("the service needs a store: give --store or set GEOLOC_STORE")
+            raise StoreError("the service needs a store (geoloc serve: --store or GEOLOC_STORE)")
         self.locator, self.store, self.uploads = locator, locator.store, uploads
         self.uploads.mkdir(parents=True, exist_ok=True)
         self.worker = worker or _worker()

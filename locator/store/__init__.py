@@ -1,4 +1,4 @@
-"""Vector stores behind one setting: `GEOLOC_STORE` or an explicit location.
+"""Vector stores, named by a location (the CLIs take it from --store or $GEOLOC_STORE):
 
     edge:/path/to/store              Qdrant Edge, embedded (the default)
     http://localhost:6333[/name]     a Qdrant server (gRPC on 6334 is used when reachable); collection `name`
@@ -6,8 +6,6 @@
 """
 
 from __future__ import annotations
-
-import os
 
 from locator.registry import Registry
 from locator.store.base import CollectionSpec, Hits, StoreError, VectorStore, cell_field, point_id, token_field
@@ -19,10 +17,10 @@ STORES = Registry("store", lazy={"edge": "locator.store.edge:open_edge", "memory
 
 
 def store_location(location: str | None) -> str:
-    """The explicit location, else $GEOLOC_STORE; one of them is required."""
-    location = location or os.environ.get("GEOLOC_STORE")
+    """`location`, which is required."""
     if not location:
-        raise StoreError("no store given: pass --store (e.g. edge:runs/demo/store) or set GEOLOC_STORE")
+        raise StoreError("no store given: name one such as edge:runs/demo/store or http://localhost:6333/geoloc "
+                         "(the CLIs: --store or GEOLOC_STORE)")
     return location
 
 

@@ -154,3 +154,12 @@ def test_only_geoloc_errors_become_messages(world, tmp_path, monkeypatch):
 def test_bad_option_values_are_one_line_errors(world, tmp_path, capsys):
     assert _locate(world, world["queries"][0].image, "--k", "0", "--out", str(tmp_path / "p.csv")) == 2
     assert "k must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_the_cli_takes_the_store_from_the_environment_and_the_api_does_not(world, tmp_path, monkeypatch):
+    monkeypatch.setenv("GEOLOC_STORE", world["store"])
+    out = tmp_path / "p.csv"
+    assert geoloc(["locate", world["queries"][0].image, "--bundle", str(world["bundle_dir"]), "--out", str(out)]) == 0
+    assert next(csv.DictReader(out.open()))["ok"] == "1"
+    with Locator.load(world["bundle_dir"]) as locator:
+        assert locator.store is None
