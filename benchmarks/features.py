@@ -26,7 +26,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-import locator.backbone
 from locator.backbone import Preprocessing, autocast_dtype, create_backbone, default_device, extract_features
 from locator.datasets import read_dataset
 from training.features import build_feature_cache
@@ -66,11 +65,12 @@ def shapes(images: list[str]) -> dict:
             "aspect_error": {"max": round(max(errors), 4), "mean": round(float(np.mean(errors)), 4)}}
 
 
-def cache_rate(records, bucket: int, device: torch.device, work: Path, label: str = "") -> tuple[float, np.ndarray]:
+def cache_rate(records, bucket: int, device: torch.device, work: Path, label: str = "",
+               precision: str = "auto") -> tuple[float, np.ndarray]:
     backbone = create_backbone(ARCH, size=SIZE, bucket=bucket)
     start = time.perf_counter()
     cache = build_feature_cache(records, backbone, work / f"bucket{bucket}{label}", f"bench-{bucket}", dtype="float32",
-                                device=str(device), progress=False)
+                                device=str(device), progress=False, precision=precision)
     seconds = time.perf_counter() - start
     return len(records) / seconds, cache.as_float32()
 
@@ -81,13 +81,8 @@ def cosine(a: np.ndarray, b: np.ndarray) -> dict:
 
 
 def float32_rows(records, device: torch.device, work: Path, bucketed: np.ndarray) -> dict:
-    """The bucketed cache as a CPU without native bfloat16 computes it (float32), against the default's."""
-    native = locator.backbone.cpu_has_native_bfloat16
-    locator.backbone.cpu_has_native_bfloat16 = lambda: False
-    try:
-        rate, full = cache_rate(records, 32, device, work, label="-float32")
-    finally:
-        locator.backbone.cpu_has_native_bfloat16 = native
+    """The bucketed cache in full precision (`--precision float32`), against the default's."""
+    rate, full = cache_rate(records, 32, device, work, label="-float32", precision="float32")
     return {"photos_per_second": round(rate, 1), "cosine_vs_default_precision": cosine(bucketed, full)}
 
 

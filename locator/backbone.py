@@ -181,6 +181,16 @@ def cpu_has_native_bfloat16() -> bool:
         return False
 
 
+PRECISIONS = ("auto", "float32")
+
+
+def compute_dtype(device: torch.device, precision: str = "auto") -> torch.dtype:
+    """The dtype the backbone computes in: `autocast_dtype`'s with "auto", else full float32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return torch.float32 if precision == "float32" else autocast_dtype(device) or torch.float32
+
+
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
     """The backbone's inference precision: float16 on CUDA, bfloat16 on a CPU with native bfloat16 (the lite0
     feature cache 1.5x faster here end to end; features at a cosine of 0.9992 to float32's on average, 0.990 at the
@@ -206,12 +216,14 @@ def forward_batch(backbone: nn.Module, batch: torch.Tensor, device: torch.device
 
 
 def stream_features(backbone: nn.Module, stream: Iterable[tuple[int, torch.Tensor]], batch_size: int | None = None,
-                    device: torch.device | str | None = None) -> Iterator[tuple[list[int], np.ndarray]]:
-    """(positions, features) per shape bucket of a (position, tensor) stream (locator.bucketing)."""
+                    device: torch.device | str | None = None,
+                    dtype: torch.dtype | None = None) -> Iterator[tuple[list[int], np.ndarray]]:
+    """(positions, features) per shape bucket of a (position, tensor) stream (locator.bucketing); `dtype` as
+    `forward_batch`'s."""
     device = torch.device(device) if device is not None else default_device()
     model = prepare(backbone, device)
     for indices, batch in bucketed(stream, batch_size or default_batch_size(device)):
-        yield indices, forward_batch(model, batch, device)
+        yield indices, forward_batch(model, batch, device, dtype)
 
 
 def extract_features(backbone: nn.Module, tensors: Sequence[torch.Tensor], batch_size: int | None = None,

@@ -99,7 +99,7 @@ def _features(args: argparse.Namespace) -> int:
     records = _records(args)
     start = time.perf_counter()
     cache = build_feature_cache(records, bundle.backbone, args.out, backbone_id(bundle), dtype=args.dtype,
-                                batch_size=args.batch_size, device=args.device)
+                                batch_size=args.batch_size, device=args.device, precision=args.precision)
     elapsed = time.perf_counter() - start
     failed = int((cache.status == 2).sum())
     print(f"features: {int(cache.done.sum()):,} of {len(records):,} photos embedded ({failed} failed, see "
@@ -355,7 +355,11 @@ def _commands(commands: argparse._SubParsersAction) -> None:
     features.add_argument("--bundle", required=True, type=Path, help="model bundle folder")
     _add_data_arguments(features)
     features.add_argument("--out", required=True, type=Path, help="feature cache folder")
-    features.add_argument("--dtype", choices=["float16", "float32"], default="float16", help="(default: float16)")
+    features.add_argument("--dtype", choices=["float16", "float32"], default="float16",
+                          help="how the cache stores features (default: float16)")
+    features.add_argument("--precision", choices=["auto", "float32"], default="auto",
+                          help="what the backbone computes in: auto = float16 on CUDA, bfloat16 on a CPU that has it "
+                               "natively, else float32; float32 = full precision everywhere (default: auto)")
     features.add_argument("--batch-size", type=int, default=None, help="default: 32 on a GPU, 4 on a CPU")
     features.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
     features.set_defaults(run=_features)

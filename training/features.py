@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from locator.backbone import Backbone, default_device, stream_features
+from locator.backbone import PRECISIONS, Backbone, compute_dtype, default_device, stream_features
 from locator.datasets import Record
 from locator.feature_cache import (DONE, FAILED, PENDING, FeatureCache, FeatureCacheError, group_ids, records_hash,
                                    write_index, write_labels)
@@ -39,26 +39,30 @@ def _create(directory: Path, records: list[Record], meta: dict) -> FeatureCache:
 
 def build_feature_cache(records: list[Record], backbone: Backbone, directory: str | Path, backbone_id: str,
                         dtype: str = "float16", batch_size: int | None = None, device: str | None = None,
-                        progress: bool = True, workers: int | None = None) -> FeatureCache:
-    """Embed `records` with `backbone` into `directory`, resuming a matching cache; returns the cache."""
+                        progress: bool = True, workers: int | None = None, precision: str = "auto") -> FeatureCache:
+    """Embed `records` with `backbone` into `directory`, resuming a matching cache; returns the cache. The backbone
+    computes in `precision` ("auto": locator.backbone.autocast_dtype's; "float32": full), recorded in the cache."""
     directory = Path(directory)
     if dtype not in ("float16", "float32"):
         raise FeatureCacheError(f"dtype must be float16 or float32, got {dtype!r}")
+    if precision not in PRECISIONS:
+        raise FeatureCacheError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    device = torch.device(device) if device is not None else default_device()
+    computed = compute_dtype(device, precision)
     meta = {"backbone": backbone_id, "arch": backbone.arch, "dim": backbone.feature_dim, "dtype": dtype,
             "preprocessing": backbone.preprocessing.to_json(), "count": len(records),
-            "records_sha256": records_hash(records)}
+            "records_sha256": records_hash(records), "computed_in": str(computed).removeprefix("torch.")}
     meta = json.loads(json.dumps(meta))  # compare like with like: tuples become lists in the stored JSON
     if (directory / "meta.json").is_file():
         cache = FeatureCache.open(directory, writable=True)
-        if cache.meta != meta:
-            changed = sorted(k for k in meta if cache.meta.get(k) != meta[k])
+        changed = _differences(cache.meta, meta)
+        if changed:
             raise FeatureCacheError(f"{directory}: holds a cache made with other settings ({', '.join(changed)}); "
                                     "choose another output folder")
     else:
         cache = _create(directory, records, meta)
     pending = np.flatnonzero(cache.status == PENDING)
     bar = tqdm(total=len(records), initial=len(records) - len(pending), unit="img", desc="features", disable=not progress)
-    device = torch.device(device) if device is not None else default_device()
     with (directory / "failures.csv").open("a", newline="") as failures:
         writer = _RowWriter(cache, csv.writer(failures), failures, bar)
 
@@ -70,11 +74,17 @@ def build_feature_cache(records: list[Record], backbone: Backbone, directory: st
                 else:
                     yield int(pending[position]), item
 
-        for rows, values in stream_features(backbone, readable(), batch_size, device):
+        for rows, values in stream_features(backbone, readable(), batch_size, device, computed):
             writer.done(np.array(rows), values)
         writer.flush()
     bar.close()
     return cache
+
+
+def _differences(stored: dict, meta: dict) -> list[str]:
+    """Settings in which a stored cache differs from `meta` (caches older than `computed_in` match any)."""
+    stored = {"computed_in": meta["computed_in"], **stored}
+    return sorted(k for k in set(meta) | set(stored) if stored.get(k) != meta.get(k))
 
 
 class _RowWriter:

@@ -53,3 +53,30 @@ def test_cache_with_other_settings_is_refused(tmp_path, backbone):
         build_feature_cache(records, backbone, tmp_path / "cache", "bb2", progress=False)
     with pytest.raises(FeatureCacheError, match="records_sha256"):
         build_feature_cache(records[:-1], backbone, tmp_path / "cache", "bb1", progress=False)
+
+
+def test_float32_precision_equals_a_plain_forward_and_is_recorded(tmp_path, backbone):
+    import json
+
+    import torch
+
+    from locator.backbone import autocast_dtype
+    records = read_manifest(make_photo_world(tmp_path / "world", photos_per_place=2))
+    cache = build_feature_cache(records, backbone, tmp_path / "cache", "bb1", dtype="float32", progress=False,
+                                precision="float32", device="cpu")
+    assert cache.meta["computed_in"] == "float32"
+    with torch.no_grad():
+        plain = backbone.eval()(backbone.preprocessing.to_tensor(load_image(records[0].image))[None]).numpy()
+    np.testing.assert_allclose(cache.features[0], plain[0], rtol=1e-4, atol=1e-5)
+    auto = str(autocast_dtype(torch.device("cpu")) or torch.float32).removeprefix("torch.")
+    if auto != "float32":  # this CPU computes bfloat16 by default: resuming in it would mix precisions
+        with pytest.raises(FeatureCacheError, match="computed_in"):
+            build_feature_cache(records, backbone, tmp_path / "cache", "bb1", dtype="float32", progress=False,
+                                device="cpu")
+    # A cache made before the precision was recorded resumes whatever the precision.
+    meta = json.loads((tmp_path / "cache" / "meta.json").read_text())
+    del meta["computed_in"]
+    (tmp_path / "cache" / "meta.json").write_text(json.dumps(meta))
+    build_feature_cache(records, backbone, tmp_path / "cache", "bb1", dtype="float32", progress=False, device="cpu")
+    with pytest.raises(FeatureCacheError, match="precision must be"):
+        build_feature_cache(records, backbone, tmp_path / "other", "bb1", progress=False, precision="half")
