@@ -93,15 +93,25 @@ def test_b4_architecture_by_name_with_random_weights():
     assert backbone.feature_dim == 1792
 
 
-def test_prepare_moves_a_backbone_once_and_again_after_training_mode(lite0, monkeypatch):
+def test_prepare_keeps_one_inference_copy_until_the_weights_change(lite0):
     cpu = torch.device("cpu")
+    before = {k: v.clone() for k, v in lite0.state_dict().items()}
+    modes = [m.training for m in lite0.modules()]
     prepared = prepare(lite0, cpu)
-    moves = []
-    monkeypatch.setattr(type(prepared), "to", lambda self, *a, **k: moves.append(a) or self)
-    assert prepare(prepared, cpu) is prepared and moves == []
-    prepared.train()
-    prepare(prepared, cpu)
-    assert len(moves) == 1 and not prepared.training
+    assert prepared is not lite0 and prepare(lite0, cpu) is prepared
+    # The backbone itself is left as it was: weights, norms and modes (a bundle saves these weights).
+    assert all(torch.equal(before[k], v) for k, v in lite0.state_dict().items())
+    assert [m.training for m in lite0.modules()] == modes
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in prepared.modules())
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        assert torch.allclose(prepared(x), lite0.eval()(x), rtol=1e-4, atol=1e-4)
+        lite0.model.conv_head.weight.mul_(2.0)  # as an optimiser step would
+        try:
+            again = prepare(lite0, cpu)
+            assert again is not prepared and torch.allclose(again(x), lite0(x), rtol=1e-4, atol=1e-4)
+        finally:
+            lite0.model.conv_head.weight.div_(2.0)
 
 
 def test_normalise_equals_torchvision():
