@@ -165,22 +165,25 @@ def default_batch_size(device: torch.device) -> int:
 _PREPARED: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, nn.Module]] = weakref.WeakKeyDictionary()
 
 
-def prepare(backbone: nn.Module, device: torch.device) -> nn.Module:
-    """An inference copy of the backbone on `device`: eval mode, batch norms folded into their convolutions where
-    that computes the same (locator.folding), channels_last (~1.7× faster on this CPU). On CUDA, cuDNN benchmarks
-    kernels per shape: worth it now that shape buckets bound the shapes. The copy is kept until the backbone's
-    weights change (an optimiser step, a load), and the backbone itself is left as it is."""
+def prepare(backbone: nn.Module, device: torch.device, fold: bool = True) -> nn.Module:
+    """An inference copy of the backbone on `device`: eval mode, channels_last (~1.7× faster on this CPU), and with
+    `fold`, batch norms folded into their convolutions where that computes the same in float32 (locator.folding;
+    under bfloat16 the folded features are a little further from float32's: benchmarks/results/features.md and
+    folding_eval.md). On CUDA, cuDNN benchmarks kernels per shape: worth it now that shape buckets bound the shapes.
+    The copy is kept until the backbone's weights change (an optimiser step, a load), and the backbone itself is
+    left as it is."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    key = (str(device), *((t.data_ptr(), -1 if t.is_inference() else t._version)  # inference tensors have no version
-                          for t in (*backbone.parameters(), *backbone.buffers())))
+    key = (str(device), fold, *((t.data_ptr(), -1 if t.is_inference() else t._version)  # inference tensors: no version
+                                for t in (*backbone.parameters(), *backbone.buffers())))
     cached = _PREPARED.get(backbone)
     if cached is not None and cached[0] == key:
         return cached[1]
-    probe_device = next(backbone.parameters(), torch.empty(0)).device
-    probe = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)).to(probe_device)
-    model = folded(backbone, probe) or copy.deepcopy(backbone).eval()
-    model = model.to(device, memory_format=torch.channels_last)
+    model = None
+    if fold:
+        probe_device = next(backbone.parameters(), torch.empty(0)).device
+        model = folded(backbone, torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)).to(probe_device))
+    model = (model or copy.deepcopy(backbone).eval()).to(device, memory_format=torch.channels_last)
     _PREPARED[backbone] = (key, model)
     return model
 

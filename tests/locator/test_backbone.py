@@ -94,11 +94,12 @@ def test_b4_architecture_by_name_with_random_weights():
 
 
 def test_prepare_keeps_one_inference_copy_until_the_weights_change(lite0):
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in prepare(lite0, torch.device("cpu"), fold=False).modules())
     cpu = torch.device("cpu")
     before = {k: v.clone() for k, v in lite0.state_dict().items()}
     modes = [m.training for m in lite0.modules()]
-    prepared = prepare(lite0, cpu)
-    assert prepared is not lite0 and prepare(lite0, cpu) is prepared
+    prepared = prepare(lite0, cpu, fold=True)
+    assert prepared is not lite0 and prepare(lite0, cpu, fold=True) is prepared
     # The backbone itself is left as it was: weights, norms and modes (a bundle saves these weights).
     assert all(torch.equal(before[k], v) for k, v in lite0.state_dict().items())
     assert [m.training for m in lite0.modules()] == modes
@@ -108,7 +109,7 @@ def test_prepare_keeps_one_inference_copy_until_the_weights_change(lite0):
         assert torch.allclose(prepared(x), lite0.eval()(x), rtol=1e-4, atol=1e-4)
         lite0.model.conv_head.weight.mul_(2.0)  # as an optimiser step would
         try:
-            again = prepare(lite0, cpu)
+            again = prepare(lite0, cpu, fold=True)
             assert again is not prepared and torch.allclose(again(x), lite0(x), rtol=1e-4, atol=1e-4)
         finally:
             lite0.model.conv_head.weight.div_(2.0)
