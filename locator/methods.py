@@ -156,7 +156,9 @@ def fill_fused(p: Prediction, pool: Pool, candidates: Candidates, features: np.n
     p.confidence, p.radius_km = choice.confidence, choice.radius_km
     members = candidates.members[choice.index]
     p.cluster_size = len(members)
-    if not len(members):
+    if choice.duplicate:
+        p.note = f"the same photo as a reference (similarity {features[choice.index, FEATURES.index('max_sim')]:.4f})"
+    elif not len(members):
         p.note = "the classifier's estimate: no retrieved cluster was more convincing"
     elif features[choice.index, FEATURES.index("in_top_cell")]:
         p.note = "a retrieved cluster inside the classifier's most probable cell"

@@ -344,7 +344,7 @@ def fit_fusion(bundle: Bundle, rows: TrainingRows, settings: FusionSettings = Fu
     report = _report(data, choices, confidence, radius, settings)
     report["collection_queries"] = len(collection.groups) if collection is not None else 0
     model = FusionModel(settings.k, settings.cells, 1.0, settings.refine_km, scorers, rankers, confidence, radius,
-                        report)
+                        report, settings.duplicate_sim)
     return model, report
 
 

@@ -91,4 +91,6 @@ class FusionSettings:
     refine_km: float = option(750.0, "after choosing a region, pick the most precise candidate within this distance",
                               minimum=0)
     c: float = option(1.0, "inverse L2 strength of the logistic scorers", minimum=1e-6)
+    duplicate_sim: float = option(0.99, "a reference at least this similar is the same photo, and its cluster is "
+                                        "chosen whatever the scorers say", minimum=0, maximum=1)
     seed: int = option(0, "seed of the owner split")

@@ -212,3 +212,28 @@ def test_refit_on_a_grown_collection_follows_near_duplicates_outside_the_predict
         assert fused.note == "a retrieved cluster outside the classifier's most probable cell"
     locator.close()
     assert outside >= 2
+
+
+def test_a_reference_that_is_the_same_photo_decides(world):
+    model = Bundle.load(world["bundle_dir"]).fusion
+    rng = np.random.default_rng(5)
+    x = np.tile(model.scorers[25.0].mean, (3, 1)) + rng.normal(size=(3, len(FEATURES))) * 0.1
+    column = FEATURES.index("max_sim")
+    x[:, column] = [0.80, 0.95, 0.70]
+    lat, lon = np.array([10.0, 40.0, -20.0]), np.array([0.0, 50.0, 100.0])
+    unforced = model.choose(x, lat, lon)
+    assert not unforced.duplicate
+    x[2, column] = model.duplicate_sim  # candidate 2 now holds a copy of the photo
+    forced = model.choose(x, lat, lon)
+    assert forced.index == 2 and forced.duplicate
+    assert FusionModel.from_json(model.to_json()).duplicate_sim == model.duplicate_sim == 0.99
+
+
+def test_a_stored_photo_is_located_where_it_was_stored(world):
+    """Located as itself, a reference comes back at its own place (the rule above), whatever else is near."""
+    stored = world["background"][:12]
+    with Locator.load(world["bundle_dir"], store=world["store"], device="cpu") as locator:
+        predictions = locator.locate([r.image for r in stored], method="fused")
+    for r, p in zip(stored, predictions):
+        assert p.ok and p.note.startswith("the same photo as a reference")
+        assert haversine_km(p.lat, p.lon, r.lat, r.lon) < 1.0
