@@ -124,7 +124,8 @@ class ServedCollection:
         ids = np.sort(self.store.all_ids())
         chosen = [int(i) for i in ids[offset:offset + limit]]
         payloads = self.store.payloads(chosen)
-        return len(ids), [{"id": str(i), **payloads[i]} for i in chosen if i in payloads]
+        return len(ids), [{"id": str(i), **payloads[i], "image": _file_name(payloads[i])} for i in chosen
+                          if i in payloads]
 
     def thumbnail(self, point: int) -> bytes:
         payload = self.store.payloads([point]).get(point)
@@ -163,6 +164,11 @@ def _thumbnail(location: str) -> bytes:
     return buffer.getvalue()
 
 
+def _file_name(payload: dict) -> str:
+    """A reference's file name, without the server's folders (its pixels are at the thumbnail URL)."""
+    return Path(str(payload.get("image", ""))).name
+
+
 def prediction_json(p: Prediction, cell_polygon: list[list[float]] | None) -> dict:
     def clean(value):
         return None if isinstance(value, float) and math.isnan(value) else value
@@ -173,5 +179,6 @@ def prediction_json(p: Prediction, cell_polygon: list[list[float]] | None) -> di
         entry = {k: clean(v) for k, v in vars(n).items()}
         entry["point_id"] = str(n.point_id) if n.point_id is not None else None  # 63-bit: a string for JavaScript
         entry["thumbnail"] = f"/v1/photos/{n.point_id}/thumbnail" if n.point_id is not None else None
+        entry["image"] = Path(n.image).name if n.image else ""
         out["neighbours"].append(entry)
     return out

@@ -53,6 +53,7 @@ def test_health_locate_and_evidence(world, tmp_path):
         assert 0 <= good["confidence"] <= 1 and good["radius_km"] > 0
         neighbour = good["neighbours"][0]
         assert {"photo_id", "lat", "lon", "similarity", "distance_km", "thumbnail"} <= set(neighbour)
+        assert "/" not in neighbour["image"] and neighbour["image"].endswith(".jpg")  # no server folders
         thumb = client.get(neighbour["thumbnail"])
         assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
         assert max(Image.open(io.BytesIO(thumb.content)).size) <= 160
@@ -62,6 +63,7 @@ def test_health_locate_and_evidence(world, tmp_path):
         assert cells["total"] == len(world["background"])
         page = client.get("/v1/points", params={"limit": 7}).json()
         assert page["total"] == len(world["background"]) and len(page["points"]) == 7
+        assert all("/" not in row["image"] for row in page["points"])
         metrics = client.get("/metrics").text
         assert 'geoloc_requests_total{route="/v1/locate",status="200"}' in metrics
         assert "geoloc_request_seconds_bucket" in metrics and "geoloc_points" in metrics
