@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from locator.backbone import Preprocessing, autocast_dtype, create_backbone, default_device, extract_features
+from locator.backbone import Preprocessing, compute_dtype, create_backbone, default_device, extract_features
 from locator.datasets import read_dataset
 from training.features import build_feature_cache
 
@@ -94,7 +94,7 @@ def main() -> None:
     args = parser.parse_args()
     device = default_device()
     records = read_dataset(args.photos)[: args.n]
-    precision = str(autocast_dtype(device) or torch.float32).removeprefix("torch.")
+    precision = str(compute_dtype(device)).removeprefix("torch.")
     report = {"device": str(device), "device_name": device_name(device), "torch_threads": torch.get_num_threads(),
               "precision": precision,
               "backbone": f"{ARCH} at {SIZE} px", "photos": len(records), **shapes([r.image for r in records])}

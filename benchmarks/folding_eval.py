@@ -15,11 +15,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 import locator.backbone
 from locator.api import Locator
-from locator.backbone import autocast_dtype, default_device
+from locator.backbone import compute_dtype, default_device
 from locator.datasets import read_dataset
 from locator.evaluation import evaluate
 from locator.metrics import markdown_table
@@ -37,7 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, default=Path("runs/im2gps2k"), help="an im2gps2k demo run folder")
     args = parser.parse_args()
-    precision = str(autocast_dtype(default_device()) or torch.float32).removeprefix("torch.")
+    precision = str(compute_dtype(default_device())).removeprefix("torch.")
     folded = table(args.run)
     original = locator.backbone.prepare
     locator.backbone.prepare = lambda backbone, device, fold=True: original(backbone, device, fold=False)

@@ -32,15 +32,15 @@ def within_1km(locator: Locator, records, **options) -> float:
                           for r, p in zip(records, predictions)]))
 
 
-COPIES = {"JPEG quality 60": (1.0, 60), "resized to 70 %, quality 75": (0.7, 75),
-          "central 90 % crop": (0.9, 75), "central 75 % crop": (0.75, 75)}
+COPIES = {"JPEG quality 60": ("resize", 1.0, 60), "resized to 70 %, quality 75": ("resize", 0.7, 75),
+          "central 90 % crop": ("crop", 0.9, 75), "central 75 % crop": ("crop", 0.75, 75)}
 
 
 def _copy(path: str, name: str) -> bytes:
-    """A re-encoded copy of the photo: resized (the JPEG-quality and resize rows) or cropped."""
-    factor, quality = COPIES[name]
+    """A re-encoded copy of the photo, resized or centrally cropped by a factor, at a JPEG quality."""
+    kind, factor, quality = COPIES[name]
     image = Image.open(path).convert("RGB")
-    if "crop" in name:
+    if kind == "crop":
         dx, dy = int(image.width * (1 - factor) / 2), int(image.height * (1 - factor) / 2)
         image = image.crop((dx, dy, image.width - dx, image.height - dy))
     elif factor != 1.0:

@@ -256,13 +256,8 @@ class FusionModel:
     def choose(self, features: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> Choice:
         """The chosen candidate (the same photo's, else two stages: see the module), its confidence and radius."""
         probabilities = {t: scorer(features) for t, scorer in self.scorers.items()}
-        similarity = features[:, FEATURES.index("max_sim")]
-        duplicate = bool((similarity >= self.duplicate_sim).any())
-        if duplicate:
-            best = int(np.argmax(similarity))
-        else:
-            best = select(probabilities, lat, lon, self.refine_km,
-                          {t: ranker(features) for t, ranker in self.rankers.items()})
+        best, duplicate = choose_index(features, lat, lon, probabilities, self.rankers, self.refine_km,
+                                       self.duplicate_sim)
         raw = {t: float(p[best]) for t, p in probabilities.items()}
         confidence = float(np.clip(self.confidence(raw[CONFIDENCE_KM]), 0.0, 1.0))
         radius = float(np.expm1(max(float(self.radius(radius_inputs(features[best:best + 1], confidence))[0]), 0.0)))
@@ -294,6 +289,17 @@ class FusionModel:
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=1, sort_keys=True)
+
+
+def choose_index(features: np.ndarray, lat: np.ndarray, lon: np.ndarray, probabilities: dict[float, np.ndarray],
+                 rankers: dict[float, Ranker], refine_km: float, duplicate_sim: float) -> tuple[int, bool]:
+    """The chosen candidate, and whether it holds the same photo: the candidate holding the most similar reference
+    when one is at least `duplicate_sim` similar, else `select` by the scorers' `probabilities` and the rankers'
+    shares."""
+    similarity = features[:, FEATURES.index("max_sim")]
+    if (similarity >= duplicate_sim).any():
+        return int(np.argmax(similarity)), True
+    return select(probabilities, lat, lon, refine_km, {t: ranker(features) for t, ranker in rankers.items()}), False
 
 
 def select(probabilities: dict[float, np.ndarray], lat: np.ndarray, lon: np.ndarray, refine_km: float,

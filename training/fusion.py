@@ -24,8 +24,8 @@ from locator.encoder import PhotoEncoder
 from locator.errors import DataError
 from locator.feature_cache import group_ids
 from locator.fusion import (BASELINES, CONFIDENCE_KM, FEATURES, THRESHOLDS_KM, FusionModel, LinearQuantile, Logistic,
-                            Monotone, Pool, Ranker, baselines, candidate_features, found, make_candidates,
-                            radius_inputs, select)
+                            Monotone, Pool, Ranker, baselines, candidate_features, choose_index, found,
+                            make_candidates, radius_inputs)
 from locator.geo import haversine_km, latlon_to_xyz
 from locator.heads import Head
 from locator.rrm import embed
@@ -307,9 +307,10 @@ def out_of_fold_choices(data: CalibrationSet, settings: FusionSettings) -> Choic
         for q in test:
             candidates = np.flatnonzero(data.query == q)
             x = data.features[candidates]
-            best = candidates[select({t: s(x) for t, s in scorers.items()}, data.lat[candidates],
-                                     data.lon[candidates], settings.refine_km, {t: r(x) for t, r in rankers.items()})]
-            rows[q], p_conf[q] = best, scorers[CONFIDENCE_KM](data.features[best:best + 1])[0]
+            probabilities = {t: s(x) for t, s in scorers.items()}
+            best, _ = choose_index(x, data.lat[candidates], data.lon[candidates], probabilities, rankers,
+                                   settings.refine_km, settings.duplicate_sim)
+            rows[q], p_conf[q] = candidates[best], probabilities[CONFIDENCE_KM][best]
     return Choices(rows, p_conf, data.errors_km[rows])
 
 

@@ -60,7 +60,7 @@ def test_float32_precision_equals_a_plain_forward_and_is_recorded(tmp_path, back
 
     import torch
 
-    from locator.backbone import autocast_dtype
+    from locator.backbone import compute_dtype
     records = read_manifest(make_photo_world(tmp_path / "world", photos_per_place=2))
     cache = build_feature_cache(records, backbone, tmp_path / "cache", "bb1", dtype="float32", progress=False,
                                 precision="float32", device="cpu")
@@ -68,8 +68,7 @@ def test_float32_precision_equals_a_plain_forward_and_is_recorded(tmp_path, back
     with torch.no_grad():
         plain = backbone.eval()(backbone.preprocessing.to_tensor(load_image(records[0].image))[None]).numpy()
     np.testing.assert_allclose(cache.features[0], plain[0], rtol=1e-4, atol=1e-5)
-    auto = str(autocast_dtype(torch.device("cpu")) or torch.float32).removeprefix("torch.")
-    if auto != "float32":  # this CPU computes bfloat16 by default: resuming in it would mix precisions
+    if compute_dtype(torch.device("cpu")) != torch.float32:  # this CPU computes bfloat16 by default: resuming in it would mix precisions
         with pytest.raises(FeatureCacheError, match="computed_in"):
             build_feature_cache(records, backbone, tmp_path / "cache", "bb1", dtype="float32", progress=False,
                                 device="cpu")
