@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,12 +183,23 @@ def _save(directory: Path, net: CellClassifier, optimiser, scheduler, scaler, ep
                      "step": step, "global_step": global_step, "losses": losses})
 
 
-def init_distributed() -> Ranks:
-    """Join the process group that torchrun describes (NCCL on CUDA, gloo on CPUs); one process: nothing."""
+@contextmanager
+def distributed() -> Iterator[Ranks]:
+    """Join the process group that torchrun describes (NCCL on CUDA, gloo on CPUs) and leave it on the way out.
+
+    One process: nothing. Leaving waits for every rank (rank 0 writes the bundle after training) and then
+    destroys the group: a rank whose interpreter exits with gloo's threads still running aborts.
+    """
     ranks = Ranks.from_environment()
-    if ranks.world > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if backend == "nccl":
-            torch.cuda.set_device(ranks.local_rank)
-        dist.init_process_group(backend)
-    return ranks
+    if ranks.world == 1 or dist.is_initialized():
+        yield ranks
+        return
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(ranks.local_rank)
+    dist.init_process_group(backend)
+    try:
+        yield ranks
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()

@@ -28,6 +28,7 @@ from training.settings import BackboneSettings, FusionSettings, HeadSettings, RR
 
 if TYPE_CHECKING:
     from locator.bundle import Bundle
+    from training.backbone import Ranks
 
 MIN_DEMO_PHOTOS = 20
 
@@ -41,6 +42,7 @@ def backbone_id(bundle: Bundle) -> str:
 
 def _load_bundle(path: Path) -> Bundle:
     from locator.bundle import Bundle
+    from training.backbone import Ranks
     return Bundle.load(path)
 
 
@@ -83,6 +85,7 @@ def _sample_coords(args: argparse.Namespace) -> int:
 def _bundle(args: argparse.Namespace) -> int:
     from locator.backbone import create_backbone
     from locator.bundle import Bundle
+    from training.backbone import Ranks
     from locator.cells import Partition
     weights = None if args.weights == "none" else args.weights
     backbone = create_backbone(args.arch, weights=weights, size=args.size, square=args.square)
@@ -218,9 +221,14 @@ def _sources(index: Path) -> set[str]:
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from training.backbone import finetune_backbone, init_distributed
+    from training.backbone import distributed
+    with distributed() as ranks:
+        return _finetune_ranks(args, ranks)
+
+
+def _finetune_ranks(args: argparse.Namespace, ranks: Ranks) -> int:
+    from training.backbone import finetune_backbone
     from training.photo_data import PhotoIndex
-    ranks = init_distributed()
     bundle = _load_bundle(args.bundle)
     fine = bundle.partitions[-1]
     if args.mp16_shards:
