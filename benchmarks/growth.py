@@ -31,6 +31,7 @@ from ingest.pipeline import run_ingest
 from ingest.settings import IngestSettings
 from ingest.sources import IngestSource
 from locator.api import Locator
+from locator.bundle import Bundle
 from locator.datasets import Record, read_manifest
 from locator.evaluation import encode_all, errors_km
 from locator.metrics import geolocation_metrics, reliability
@@ -96,8 +97,34 @@ def evaluate_methods(bundle: Path, store: str, queries: list[Record], methods: d
             if settings["method"] in ("fused", "swc"):
                 rel = reliability(name, [p.confidence for p in predictions], errors,
                                   radius_km=[p.radius_km for p in predictions])
-                out[name].update(ece=rel.ece, within_radius=rel.within_radius)
+                out[name].update(ece=rel.ece, within_radius=rel.within_radius, reliability=rel.bins,
+                                 by_source=by_source(queries, predictions, errors))
         return out
+
+
+def by_source(queries: list[Record], predictions: list, errors: np.ndarray) -> dict:
+    """Per source of the queries: photos, mean confidence and the share located within 25 km."""
+    sources = np.array([q.source for q in queries])
+    confidence = np.array([p.confidence for p in predictions], float)
+    return {str(s): {"photos": int((sources == s).sum()), "mean_confidence": float(np.nanmean(confidence[sources == s])),
+                     "share_within_25km": float(np.mean(np.asarray(errors)[sources == s] < 25.0))}
+            for s in np.unique(sources)}
+
+
+def heading_control(run: Path, refit: Path, references: list[Record], queries: list[Record], work: Path) -> dict:
+    """Are heading-0 Street View views easier than the others? A collection grown without heading 90, and the
+    refit bundle locating heading 0 and heading 90 of the same places, each with the same two other headings."""
+    def croatian(records: list[Record], heading: str) -> list[Record]:
+        return [r for r in records if r.source == "croatia_gsv_ciglenecki" and Path(r.image).stem.endswith(heading)]
+    held = croatian(references, "_90")
+    kept = [r for r in references if r not in held]
+    shutil.copytree(run / "store", work / "control_store")
+    store = f"edge:{work / 'control_store'}"
+    run_ingest(run / "bundle", store, IngestSource(data=str(write_manifest(work / "control.csv", kept))),
+               IngestSettings(progress=False))
+    return {name: evaluate_methods(refit, store, photos, {REFIT: {"method": "fused"}})[REFIT]["by_source"]
+            ["croatia_gsv_ciglenecki"] for name, photos in (("heading 0", croatian(queries, "_0")),
+                                                             ("heading 90", held))}
 
 
 def markdown(result: dict) -> str:
@@ -116,6 +143,26 @@ def markdown(result: dict) -> str:
                 lines.append(f"- {name}: confidence's expected calibration error {row['ece']:.3f} (P(error < 25 km), "
                              f"10 bins); {100 * row['within_radius']:.1f}% of errors within `radius_km`.")
         lines.append("")
+    added = result["refit_added_references_out_of_fold"]
+    lines += ["The refit's confidence is calibrated on the added references, each located against the rest of the "
+              "collection (leave-one-out, folds by owner); out of fold, their mean confidence is "
+              f"{added['mean_confidence']:.3f} and {100 * added['share_within_25km']:.1f}% of them lie within 25 km. "
+              "The Croatian queries are all heading-0 views, the "
+              "references headings 90/180/270. Control: the collection grown without heading 90, so that heading-0 "
+              "and heading-90 views of the same places each find the same two other headings, located with the "
+              "refit bundle:", "", "| Croatian views located | photos | mean confidence | share within 25 km |",
+              "|---|---|---|---|"]
+    lines += [f"| {name} | {v['photos']} | {v['mean_confidence']:.3f} | {v['share_within_25km']:.3f} |"
+              for name, v in result["heading_control"].items()] + [""]
+    for name, row in result["after"].items():
+        if name.startswith("fused"):
+            lines += [f"Reliability after adding, {name}:", "", "| confidence | photos | mean confidence | "
+                      "share within 25 km |", "|---|---|---|---|"]
+            lines += [f"| {b['from']:.1f}–{b['to']:.1f} | {b['photos']} | {b['mean_confidence']:.3f} | "
+                      f"{b['accuracy']:.3f} |" for b in row["reliability"] if b["photos"]] + [""]
+            lines += ["| source | photos | mean confidence | share within 25 km |", "|---|---|---|---|"]
+            lines += [f"| {source} | {v['photos']} | {v['mean_confidence']:.3f} | {v['share_within_25km']:.3f} |"
+                      for source, v in row["by_source"].items()] + [""]
     return "\n".join(lines)
 
 
@@ -141,10 +188,13 @@ def main() -> None:
     after = evaluate_methods(bundle, store, queries)
     refit, refit_seconds = refit_fusion(args.run, args.work, store)
     after[REFIT] = evaluate_methods(refit, store, queries, {REFIT: {"method": "fused"}})[REFIT]
+    control = heading_control(args.run, refit, references, queries, args.work)
+    calibrated_on = Bundle.load(refit).fusion.info["added_references_out_of_fold"]
     result = {"run": str(args.run), "references": len(references), "queries": len(queries),
               "written": summary.written, "ingest_seconds": seconds, "refit_seconds": refit_seconds,
               "scenario": split_extra.__doc__ and __doc__.split("\n\n")[1].replace("\n", " "),
-              "before": before, "after": after}
+              "before": before, "after": after, "heading_control": control,
+              "refit_added_references_out_of_fold": calibrated_on}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "growth.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / "growth.md").write_text(markdown(result))

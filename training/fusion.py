@@ -344,6 +344,11 @@ def fit_fusion(bundle: Bundle, rows: TrainingRows, settings: FusionSettings = Fu
     rankers = fit_rankers(data.features, data.errors_km, data.query, settings.c)
     report = _report(data, choices, confidence, radius, settings)
     report["collection_queries"] = len(collection.groups) if collection is not None else 0
+    if collection is not None:
+        added = np.arange(len(training.groups), len(data.groups))
+        report["added_references_out_of_fold"] = {
+            "mean_confidence": float(np.mean(confidence(choices.p_confidence[added]))),
+            "share_within_25km": float(np.mean(choices.errors_km[added] < CONFIDENCE_KM))}
     model = FusionModel(settings.k, settings.cells, 1.0, settings.refine_km, scorers, rankers, confidence, radius,
                         report, settings.duplicate_sim)
     return model, report
