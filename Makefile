@@ -54,6 +54,7 @@ demo: install
 	@echo "demo: done — $(LABEL). See $(OUT)/eval.md, $(OUT)/predictions.csv, $(OUT)/map.html"
 
 test: install
+	$(BIN)/ruff check --quiet
 	$(BIN)/python -m pytest -q
 
 # The benchmarks that need nothing but ../shared; locate.py, serve.py and growth.py take an im2gps2k demo run.

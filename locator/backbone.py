@@ -119,9 +119,10 @@ def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def create_backbone(arch: str, weights: str | Path | None = IMAGENET_WEIGHTS, size: int = 300,
-                    square: bool = False, bucket: int = 32) -> Backbone:
+                    square: bool = False, bucket: int = 32, seed: int = 0) -> Backbone:
     """A backbone for a timm architecture with `weights`: "imagenet" (offline Lite weights), a checkpoint path,
-    or None for random initialisation. The model stays on the CPU until a call moves it."""
+    or None for random initialisation from `seed` (the caller's random state is left as it was). The model stays
+    on the CPU until a call moves it."""
     if arch not in timm.list_models():
         raise BackboneError(f"unknown architecture {arch!r} (any timm model name, e.g. tf_efficientnet_lite0)")
     if weights == IMAGENET_WEIGHTS:
@@ -131,7 +132,9 @@ def create_backbone(arch: str, weights: str | Path | None = IMAGENET_WEIGHTS, si
         model = timm.create_model(arch, pretrained=False)
         _load_strict(model, _lite_imagenet_state(arch, model), f"{arch} ImageNet weights")
     elif weights is None:
-        model = timm.create_model(arch, pretrained=False, num_classes=0)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = timm.create_model(arch, pretrained=False, num_classes=0)
     else:
         state = load_checkpoint(weights)
         classifier = timm.create_model(arch, pretrained=False, num_classes=0).default_cfg.get("classifier", "classifier")

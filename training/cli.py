@@ -42,7 +42,6 @@ def backbone_id(bundle: Bundle) -> str:
 
 def _load_bundle(path: Path) -> Bundle:
     from locator.bundle import Bundle
-    from training.backbone import Ranks
     return Bundle.load(path)
 
 
@@ -85,10 +84,9 @@ def _sample_coords(args: argparse.Namespace) -> int:
 def _bundle(args: argparse.Namespace) -> int:
     from locator.backbone import create_backbone
     from locator.bundle import Bundle
-    from training.backbone import Ranks
     from locator.cells import Partition
     weights = None if args.weights == "none" else args.weights
-    backbone = create_backbone(args.arch, weights=weights, size=args.size, square=args.square)
+    backbone = create_backbone(args.arch, weights=weights, size=args.size, square=args.square, seed=args.seed)
     partitions = [Partition.read_csv(p) for p in args.partitions]
     bundle = Bundle.create(args.out, backbone, partitions, weights_source=str(args.weights))
     print(f"bundle: {args.arch} ({backbone.feature_dim}-d, weights {args.weights}), partitions "
@@ -362,6 +360,8 @@ def _commands(commands: argparse._SubParsersAction) -> None:
     bundle.add_argument("--partitions", nargs="+", required=True, help="partition CSVs, coarse to fine")
     bundle.add_argument("--size", type=int, default=300, help="longest side (or square side) at inference (default: 300)")
     bundle.add_argument("--square", action="store_true", help="resize to size×size instead of keeping the aspect")
+    bundle.add_argument("--seed", type=int, default=0, help="seed of the random initialisation with --weights none "
+                        "(default: 0)")
     bundle.set_defaults(run=_bundle)
 
     features = commands.add_parser("features", help="embed a dataset with the bundle's backbone (resumable)")

@@ -93,6 +93,19 @@ def test_b4_architecture_by_name_with_random_weights():
     assert backbone.feature_dim == 1792
 
 
+def test_random_initialisation_is_seeded_and_leaves_the_callers_random_state_alone():
+    def weights(seed):
+        return create_backbone("test_efficientnet", weights=None, size=64, seed=seed).model.state_dict()
+
+    torch.manual_seed(123)
+    expected_draw = torch.rand(3)
+    torch.manual_seed(123)
+    a, b, c = weights(0), weights(0), weights(1)
+    assert torch.equal(torch.rand(3), expected_draw)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
+
+
 def test_prepare_keeps_one_inference_copy_until_the_weights_change(lite0):
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in prepare(lite0, torch.device("cpu"), fold=False).modules())
     cpu = torch.device("cpu")
