@@ -12,6 +12,7 @@ import numpy as np
 
 from locator.feature_cache import FeatureCache
 from locator.store import Hits
+from locator.store.point import PhotoPoint
 
 
 class ExactIndex:
@@ -25,8 +26,7 @@ class ExactIndex:
         cache = FeatureCache.open(directory)
         rows = np.flatnonzero(cache.done)
         records = [cache.records[r] for r in rows]
-        payloads = [{"photo_id": r.photo_id, "image": r.image, "source": r.source, "owner": r.owner,
-                     "lat": r.lat, "lon": r.lon} for r in records]
+        payloads = [PhotoPoint(r.photo_id, r.source, r.lat, r.lon, r.owner, r.image).payload() for r in records]
         return cls(cache.as_float32(rows), np.array([r.lat for r in records]), np.array([r.lon for r in records]),
                    payloads)
 
