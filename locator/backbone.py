@@ -133,7 +133,7 @@ def create_backbone(arch: str, weights: str | Path | None = IMAGENET_WEIGHTS, si
         _load_strict(model, _lite_imagenet_state(arch, model), f"{arch} ImageNet weights")
     elif weights is None:
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            torch.default_generator.manual_seed(seed)  # the CPU's only: torch.manual_seed would reset every GPU's too
             model = timm.create_model(arch, pretrained=False, num_classes=0)
     else:
         state = load_checkpoint(weights)

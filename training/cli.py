@@ -209,11 +209,10 @@ def _fusion(args: argparse.Namespace) -> int:
         print(f"  {name:<20} " + " ".join(f"{100 * v:5.1f}" for v in accuracy.values()))
     print(f"fusion: {100 * report['share_within_radius']:.0f}% of out-of-fold errors lie within the predicted radius "
           "(a median: 50% expected)")
-    if "added_references_out_of_fold" in report:
-        from locator.fusion import CONFIDENCE_KM
-        added = report["added_references_out_of_fold"]
-        print(f"fusion: the added references, out of fold: mean confidence {added['mean_confidence']:.3f}, "
-              f"{100 * added['share_within_25km']:.1f}% within {CONFIDENCE_KM:g} km")
+    for source, added in report.get("added_references", {}).items():
+        print(f"fusion: added references ({source}): {added['photos']:,} photos, mean confidence "
+              f"{added['mean_confidence']:.3f}, {100 * added['share_within_25km']:.1f}% within 25 km, calibration "
+              f"error {added['ece']:.3f}")
     return 0
 
 

@@ -28,6 +28,7 @@ from locator.fusion import (BASELINES, CONFIDENCE_KM, FEATURES, THRESHOLDS_KM, F
                             make_candidates, radius_inputs)
 from locator.geo import haversine_km, latlon_to_xyz
 from locator.heads import Head
+from locator.metrics import reliability
 from locator.rrm import embed
 from locator.settings import from_mapping
 from locator.store import VectorStore
@@ -53,6 +54,7 @@ class CalibrationSet:
     groups: np.ndarray
     baselines: dict[str, np.ndarray]  # per photo: error of swc, retrieval and classifier estimates
     references: int
+    sources: np.ndarray | None = None  # per photo: an added reference's source; None for held-out training photos
 
 
 class ReferenceIndex:
@@ -120,8 +122,9 @@ def collection_set(bundle: Bundle, store: VectorStore, training_sources: set[str
     if not parts:
         return None
     used_ids = np.concatenate(used)
-    return _from_chunks(parts, group_ids([str(payloads[int(i)].get("owner", i)) for i in used_ids]),
-                        references=len(ids))
+    return dataclasses.replace(
+        _from_chunks(parts, group_ids([str(payloads[int(i)].get("owner", i)) for i in used_ids]), len(ids)),
+        sources=np.array([str(payloads[int(i)].get("source", "")) for i in used_ids]))
 
 
 def _settings_from(config: dict, cls: type):
@@ -214,7 +217,8 @@ def merge(sets: list[CalibrationSet]) -> CalibrationSet:
         query=np.concatenate([s.query + o for s, o in zip(sets, offsets)]),
         groups=np.concatenate([s.groups for s in sets]),
         baselines={name: np.concatenate([s.baselines[name] for s in sets]) for name in BASELINES},
-        references=int(np.mean([s.references for s in sets])))
+        references=int(np.mean([s.references for s in sets])),
+        sources=np.concatenate([s.sources if s.sources is not None else np.full(len(s.groups), "") for s in sets]))
 
 
 def _embed_rows(rrm, data: TrainingRows, rows: np.ndarray) -> np.ndarray:
@@ -345,13 +349,25 @@ def fit_fusion(bundle: Bundle, rows: TrainingRows, settings: FusionSettings = Fu
     report = _report(data, choices, confidence, radius, settings)
     report["collection_queries"] = len(collection.groups) if collection is not None else 0
     if collection is not None:
-        added = np.arange(len(training.groups), len(data.groups))
-        report["added_references_out_of_fold"] = {
-            "mean_confidence": float(np.mean(confidence(choices.p_confidence[added]))),
-            "share_within_25km": float(np.mean(choices.errors_km[added] < CONFIDENCE_KM))}
+        report["added_references"] = _added_report(data, choices, confidence)
     model = FusionModel(settings.k, settings.cells, 1.0, settings.refine_km, scorers, rankers, confidence, radius,
                         report, settings.duplicate_sim)
     return model, report
+
+
+def _added_report(data: CalibrationSet, choices: Choices, confidence: Monotone) -> dict:
+    """The added references' choices (scores out of fold; the calibration map is fitted on them, pooled with the
+    training photos), all together and per source: mean confidence, share within 25 km, calibration error."""
+    c, errors = confidence(choices.p_confidence), choices.errors_km
+
+    def summary(rows: np.ndarray) -> dict:
+        return {"photos": int(len(rows)), "mean_confidence": float(np.mean(c[rows])),
+                "share_within_25km": float(np.mean(errors[rows] < CONFIDENCE_KM)),
+                "ece": reliability("", c[rows], errors[rows], CONFIDENCE_KM).ece}
+
+    added = np.flatnonzero(data.sources != "")
+    return {"all": summary(added), **{str(s): summary(np.flatnonzero(data.sources == s))
+                                      for s in np.unique(data.sources[added])}}
 
 
 def _report(data: CalibrationSet, choices: Choices, confidence: Monotone, radius: LinearQuantile,

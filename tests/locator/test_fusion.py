@@ -200,8 +200,9 @@ def test_refit_on_a_grown_collection_follows_near_duplicates_outside_the_predict
     collection = collection_set(bundle, store, {"world"}, FusionSettings(folds=3), progress=False)
     refit, report = fit_fusion(bundle, data, FusionSettings(folds=3), progress=False, collection=collection)
     assert report["collection_queries"] == len(references)
-    added_report = report["added_references_out_of_fold"]
-    assert 0 < added_report["mean_confidence"] < 1 and 0 <= added_report["share_within_25km"] <= 1
+    added_report = report["added_references"]
+    assert added_report["all"]["photos"] == added_report["added"]["photos"] == len(references)
+    assert set(added_report) == {"all", "added"}
     bundle.fusion = refit
     locator = Locator(bundle, store, device="cpu")
     fine, outside = bundle.partitions[-1], 0

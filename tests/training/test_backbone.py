@@ -66,10 +66,9 @@ def test_two_gloo_ranks_equal_one_process_with_the_same_global_batch(world):
     out = _run(["--bundle", str(two), *data, *TRAIN], ranks=2)
     assert "over 2 rank(s)" in out
     a, b, start = _weights(one), _weights(two), _weights(root / "bundle")
-    trained = max(np.abs(a[k] - start[k]).max() for k in a)
-    apart = max(np.abs(a[k] - b[k]).max() for k in a)
-    assert trained > 1e-4  # it did train: the start is randomly initialised, so the step sizes vary by run
-    assert apart < 0.01 * trained
+    assert max(np.abs(a[k] - start[k]).max() for k in a) > 1e-4  # it did train
+    for k in a:  # each tensor: the two runs differ by far less than either moved
+        assert np.abs(a[k] - b[k]).max() <= 0.01 * np.abs(a[k] - start[k]).max() + 1e-6, k
 
 
 def test_a_killed_run_resumes_exactly(world):
