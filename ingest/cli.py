@@ -41,7 +41,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"geoloc-ingest: error: {exc}", file=sys.stderr)
         return 2
     print(summary.line())
+    _refit_hint(args.bundle, store, summary.written_sources)
     return 0
+
+
+def _refit_hint(bundle_dir: Path, store: str | None, written_sources: dict[str, int]) -> None:
+    from locator.bundle_config import BundleConfig
+    unfitted = BundleConfig.load(bundle_dir).fusion_unfitted_sources(written_sources)
+    if unfitted:
+        print(f"geoloc-ingest: the fused model (the default method) was fitted without photos from "
+              f"{', '.join(unfitted)}; refit it so that it trusts them: geoloc-train fusion --bundle {bundle_dir} "
+              f"--features <the bundle's training feature cache> --store {store or '$GEOLOC_STORE'}")
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ class IngestSummary:
     embedded: int = 0
     written: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
+    written_sources: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     count_after: int = 0
 
@@ -164,3 +165,6 @@ def _add(summary: IngestSummary, rejected: dict[str, int], counts: dict) -> None
     for text in counts["rejected"]:
         for reason, n in json.loads(text).items():
             rejected[reason] = rejected.get(reason, 0) + n
+    for text in counts["sources"]:
+        for source, n in json.loads(text).items():
+            summary.written_sources[source] = summary.written_sources.get(source, 0) + n

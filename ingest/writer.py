@@ -30,6 +30,7 @@ class StoreWriter:
         self.flush_every = flush_every
         self.written = self.embedded = self.seen = self.already_stored = 0
         self.rejected: Counter[str] = Counter()
+        self.written_sources: Counter[str] = Counter()
         self._since_flush = 0
         rejects_path.parent.mkdir(parents=True, exist_ok=True)
         self._rejects_file = rejects_path.open("w", newline="")
@@ -68,6 +69,7 @@ class StoreWriter:
             now = utc_now()
             self.store.add([self._point(batch, r, now) for r in keep], np.asarray(batch["vector"])[keep])
             self.written += len(keep)
+            self.written_sources.update(str(batch["source"][r]) for r in keep)
             self._since_flush += len(keep)
         if self._since_flush >= self.flush_every:
             self.flush()
@@ -95,10 +97,11 @@ class WriterStage:
 
     def __call__(self, batch: dict) -> dict:
         before = self.writer.counts()
-        rejected_before = Counter(self.writer.rejected)
+        rejected_before, sources_before = Counter(self.writer.rejected), Counter(self.writer.written_sources)
         self.writer.write(batch)
         after = self.writer.counts()
         row = {k: np.array([after[k] - before[k]]) for k in after}
         row["rejected"] = np.array([json.dumps(dict(self.writer.rejected - rejected_before))], dtype=object)
+        row["sources"] = np.array([json.dumps(dict(self.writer.written_sources - sources_before))], dtype=object)
         row["count"] = np.array([self.store.count()])  # so that the driver never opens the store (its memory)
         return row

@@ -62,6 +62,12 @@ class BundleConfig:
     def fingerprint(self) -> str:
         return self.config["fingerprint"]
 
+    def fusion_unfitted_sources(self, sources) -> list[str]:
+        """Those of `sources` that the fused model was fitted without (a refit with `--store` would learn to trust
+        photos like theirs); none for a bundle without a fused model or one that did not record its sources."""
+        fitted = ((self.config.get("fusion") or {}).get("info") or {}).get("fitted_sources")
+        return [] if fitted is None else sorted(set(sources) - set(fitted))
+
     @property
     def retrieval_space(self) -> str:
         """What the collection embeds: "rrm" (the RRM's output) or "raw" (ℓ2-normalised backbone features)."""

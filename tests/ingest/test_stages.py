@@ -1,6 +1,7 @@
 """The pipeline's stages called directly (no Ray): decode, embed with placeability, write with rejects."""
 
 import csv
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -56,6 +57,8 @@ def test_stages_embed_like_the_encoder_and_write_rejects(trained, tmp_path):
         writer.close()
         placeable = int(embedded["placeable"].sum())
         assert store.count() == writer.written == placeable
+        kept = ok & embedded["placeable"].astype(bool)
+        assert writer.written_sources == Counter(str(r["source"]) for r, k in zip(rows, kept) if k)
         assert writer.rejected == {"unreadable": 2, "not placeable": int(ok.sum()) - placeable}
         payload = next(iter(store.payloads(store.all_ids()[:1]).values()))
     assert set(payload) >= {"cell_0", "s2_0", "lat", "lon", "photo_id", "owner", "source", "image", "ingest_time"}
