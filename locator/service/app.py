@@ -1,6 +1,6 @@
 """The ASGI app of `geoloc serve` (FastAPI): locate photos, add reference photos, look into the collection.
 
-    GET  /v1/health                     status, points, bundle fingerprint, default method
+    GET  /v1/health                     status, points, bundle fingerprint, default method, sources to refit for
     POST /v1/locate                     multipart `images` (one or more); query: LocateSettings fields
     POST /v1/photos                     multipart `image` + form lat, lon, photo_id[, owner, source]; 201
     GET  /v1/photos/{id}/thumbnail      a stored reference's thumbnail (from where it was read at ingest)
@@ -57,7 +57,9 @@ def create_app(collection: ServedCollection, settings: ServiceSettings) -> FastA
         metrics.points.set(points)
         return {"status": "ok", "points": points, "bundle": bundle.fingerprint,
                 "method": LocateSettings().method, "store": collection.store.location,
-                "retrieval_space": bundle.retrieval_space, "fused_model": bundle.fusion is not None}
+                "retrieval_space": bundle.retrieval_space, "fused_model": bundle.fusion is not None,
+                # sources added here that the fused model was fitted without: `geoloc-train fusion --store` refits it
+                "refit_advised_for": bundle.info.fusion_unfitted_sources(collection.added_sources)}
 
     @app.post("/v1/locate")
     async def locate(request: Request, images: list[UploadFile] = File(...)) -> dict:

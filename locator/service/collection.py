@@ -53,6 +53,7 @@ class ServedCollection:
         self.worker = worker or _worker()
         self._counts: Counter[int] | None = None
         self._lock = threading.Lock()
+        self.added_sources: set[str] = set()  # of the photos added through this service since it started
 
     @classmethod
     def load(cls, bundle: str | Path, location: str, uploads: Path | None = None) -> ServedCollection:
@@ -103,6 +104,7 @@ class ServedCollection:
         with self._lock:
             if self._counts is not None:
                 self._counts[point.cells[-1]] += 1
+            self.added_sources.add(point.source)
         return point
 
     # --- the collection -------------------------------------------------------------------------------------

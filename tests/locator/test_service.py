@@ -72,11 +72,15 @@ def test_health_locate_and_evidence(world, tmp_path):
 
 def test_adding_a_photo_makes_it_findable_and_is_idempotent(world, tmp_path):
     client, locator = _client(world, tmp_path)
+    locator.bundle.config["fusion"]["info"]["fitted_sources"] = sorted({r.source for r in world["background"]})
     with client:
-        before = client.get("/v1/health").json()["points"]
+        health = client.get("/v1/health").json()
+        before = health["points"]
+        assert health["refit_advised_for"] == []
         form = {"lat": "10.5", "lon": "-20.25", "photo_id": "red-square", "owner": "analyst", "source": "field"}
         answer = client.post("/v1/photos", files={"image": ("a.jpg", _jpeg(), "image/jpeg")}, data=form)
         assert answer.status_code == 201, answer.text
+        assert client.get("/v1/health").json()["refit_advised_for"] == ["field"]
         again = client.post("/v1/photos", files={"image": ("a.jpg", _jpeg(), "image/jpeg")}, data=form)
         assert again.json()["id"] == answer.json()["id"]
         assert client.get("/v1/health").json()["points"] == before + 1
