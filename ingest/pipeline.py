@@ -162,9 +162,12 @@ def _add(summary: IngestSummary, rejected: dict[str, int], counts: dict) -> None
     summary.embedded += int(counts["embedded"].sum())
     summary.written += int(counts["written"].sum())
     summary.count_after = max(summary.count_after, int(counts["count"].max()))
-    for text in counts["rejected"]:
-        for reason, n in json.loads(text).items():
-            rejected[reason] = rejected.get(reason, 0) + n
-    for text in counts["sources"]:
-        for source, n in json.loads(text).items():
-            summary.written_sources[source] = summary.written_sources.get(source, 0) + n
+    _add_json_counts(rejected, counts["rejected"])
+    _add_json_counts(summary.written_sources, counts["sources"])
+
+
+def _add_json_counts(total: dict[str, int], texts) -> None:
+    """Add the writer's per-batch counts (JSON objects of name -> count) into `total`."""
+    for text in texts:
+        for name, n in json.loads(text).items():
+            total[name] = total.get(name, 0) + n

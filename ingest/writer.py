@@ -97,11 +97,12 @@ class WriterStage:
 
     def __call__(self, batch: dict) -> dict:
         before = self.writer.counts()
-        rejected_before, sources_before = Counter(self.writer.rejected), Counter(self.writer.written_sources)
+        tallies = {"rejected": self.writer.rejected, "sources": self.writer.written_sources}
+        tallies_before = {name: Counter(tally) for name, tally in tallies.items()}
         self.writer.write(batch)
         after = self.writer.counts()
         row = {k: np.array([after[k] - before[k]]) for k in after}
-        row["rejected"] = np.array([json.dumps(dict(self.writer.rejected - rejected_before))], dtype=object)
-        row["sources"] = np.array([json.dumps(dict(self.writer.written_sources - sources_before))], dtype=object)
+        for name, tally in tallies.items():  # this batch's share of each tally, as one JSON object
+            row[name] = np.array([json.dumps(dict(tally - tallies_before[name]))], dtype=object)
         row["count"] = np.array([self.store.count()])  # so that the driver never opens the store (its memory)
         return row

@@ -211,10 +211,10 @@ def _fusion(args: argparse.Namespace) -> int:
         print(f"  {name:<20} " + " ".join(f"{100 * v:5.1f}" for v in accuracy.values()))
     print(f"fusion: {100 * report['share_within_radius']:.0f}% of out-of-fold errors lie within the predicted radius "
           "(a median: 50% expected)")
-    for source, added in report.get("added_references", {}).items():
-        print(f"fusion: added references ({source}): {added['photos']:,} photos, mean confidence "
-              f"{added['mean_confidence']:.3f}, {100 * added['share_within_25km']:.1f}% within 25 km, calibration "
-              f"error {added['ece']:.3f}")
+    for source, row in report.get("added_references", {}).items():
+        print(f"fusion: added references ({source}): {row['photos']:,} photos, mean confidence "
+              f"{row['mean_confidence']:.3f}, {100 * row['share_within_25km']:.1f}% within 25 km, calibration "
+              f"error {row['ece']:.3f}")
     return 0
 
 

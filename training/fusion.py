@@ -54,7 +54,7 @@ class CalibrationSet:
     groups: np.ndarray
     baselines: dict[str, np.ndarray]  # per photo: error of swc, retrieval and classifier estimates
     references: int
-    sources: np.ndarray | None = None  # per photo: an added reference's source; None for held-out training photos
+    sources: np.ndarray  # per photo: an added reference's source; "" for a held-out training photo
 
 
 class ReferenceIndex:
@@ -122,9 +122,8 @@ def collection_set(bundle: Bundle, store: VectorStore, training_sources: set[str
     if not parts:
         return None
     used_ids = np.concatenate(used)
-    return dataclasses.replace(
-        _from_chunks(parts, group_ids([str(payloads[int(i)].get("owner", i)) for i in used_ids]), len(ids)),
-        sources=np.array([str(payloads[int(i)].get("source", "")) for i in used_ids]))
+    return _from_chunks(parts, group_ids([str(payloads[int(i)].get("owner", i)) for i in used_ids]), len(ids),
+                        sources=np.array([str(payloads[int(i)].get("source", "")) for i in used_ids]))
 
 
 def _settings_from(config: dict, cls: type):
@@ -199,14 +198,14 @@ def _calibrate_fold(bundle: Bundle, fit: TrainingRows, held: np.ndarray, setting
     return _from_chunks(parts, fit.groups[held], len(refs))
 
 
-def _from_chunks(parts: list, groups: np.ndarray, references: int) -> CalibrationSet:
+def _from_chunks(parts: list, groups: np.ndarray, references: int, sources: np.ndarray | None = None) -> CalibrationSet:
     offsets = np.cumsum([0] + [len(p[2]) for p in parts])
     return CalibrationSet(
         features=np.concatenate([p[0] for p in parts]), errors_km=np.concatenate([p[1] for p in parts]),
         lat=np.concatenate([p[5] for p in parts]), lon=np.concatenate([p[6] for p in parts]),
         query=np.concatenate([p[3] + offsets[i] for i, p in enumerate(parts)]),
         groups=groups, baselines={name: np.concatenate([p[4][name] for p in parts]) for name in BASELINES},
-        references=references)
+        references=references, sources=np.full(len(groups), "") if sources is None else sources)
 
 
 def merge(sets: list[CalibrationSet]) -> CalibrationSet:
@@ -218,7 +217,7 @@ def merge(sets: list[CalibrationSet]) -> CalibrationSet:
         groups=np.concatenate([s.groups for s in sets]),
         baselines={name: np.concatenate([s.baselines[name] for s in sets]) for name in BASELINES},
         references=int(np.mean([s.references for s in sets])),
-        sources=np.concatenate([s.sources if s.sources is not None else np.full(len(s.groups), "") for s in sets]))
+        sources=np.concatenate([s.sources for s in sets]))
 
 
 def _embed_rows(rrm, data: TrainingRows, rows: np.ndarray) -> np.ndarray:
