@@ -5,7 +5,8 @@ Rows: the fused method (the default) when the bundle has its model; each head al
 embeddings in the store, and raw features when a feature cache of the background photos is given); search within
 cell with each head (K = 10, DBSCAN); the aggregations (average, kde, nn, dbscan) and K ∈ {1, 5, 10, 15, 20} with
 the default head; and the multi-cell option. Photos are embedded once; the rows re-use the embeddings. Images
-that fail to load are misses in every row.
+that fail to load are misses in every row. The fused row is compared with the better of the methods `swc` and
+`retrieval` as they run by default, with a bootstrap interval over the benchmark's owners (locator.significance).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from locator.datasets import Record
 from locator.errors import DataError
 from locator.geo import haversine_km
 from locator.metrics import GeoMetrics, Reliability, geolocation_metrics, reliability
+from locator.significance import Difference, paired_bootstrap
 
 K_VALUES = (1, 5, 10, 15, 20)
 AGGREGATIONS = ("average", "kde", "nn", "dbscan")
@@ -38,6 +40,7 @@ class Variant:
 class Evaluation:
     rows: list[GeoMetrics]
     reliability: list[Reliability]
+    fused_vs_best: list[Difference]  # empty without the fused row
 
 
 def variants(locator: Locator) -> list[Variant]:
@@ -89,7 +92,7 @@ def evaluate(locator: Locator, records: list[Record], batch_size: int | None = N
     encoded = encode_all(locator, records, batch_size, progress)
     true_lat, true_lon = np.array([r.lat for r in records]), np.array([r.lon for r in records])
     default_swc = SWC.format(head=locator.bundle.config.get("default_head"))
-    rows, reliabilities = [], []
+    rows, reliabilities, compared = [], [], {}
     for variant in tqdm(variants(locator), desc="evaluate: rows", unit="row", disable=not progress):
         predictions = locator.predict(encoded, evidence=False, **variant.settings)
         lat = np.array([p.lat if p.ok else np.nan for p in predictions])
@@ -99,6 +102,11 @@ def evaluate(locator: Locator, records: list[Record], batch_size: int | None = N
             reliabilities.append(reliability(variant.name, [p.confidence for p in predictions],
                                              errors_km(records, predictions),
                                              radius_km=[p.radius_km for p in predictions]))
+        if variant.name in (FUSED, default_swc) or variant.settings == {"method": "retrieval"}:
+            compared[variant.settings["method"]] = errors_km(records, predictions)
         if on_predictions is not None:
             on_predictions(variant, predictions)
-    return Evaluation(rows, reliabilities)
+    fused_vs_best = []
+    if "fused" in compared:
+        fused_vs_best = paired_bootstrap(compared, "fused", ["swc", "retrieval"], [r.group for r in records])
+    return Evaluation(rows, reliabilities, fused_vs_best)

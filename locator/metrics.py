@@ -73,11 +73,12 @@ def markdown_table(rows: list[GeoMetrics]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def metrics_json(rows: list[GeoMetrics], reliabilities: list[Reliability] | None = None) -> str:
+def metrics_json(rows: list[GeoMetrics], reliabilities: list[Reliability] | None = None,
+                 extra: dict | None = None) -> str:
     body = {"failure_counts_as_km": FAILURE_ERROR_KM, "rows": [r.to_json() for r in rows]}
     if reliabilities:
         body["reliability"] = [r.to_json() for r in reliabilities]
-    return json.dumps(body, indent=2)
+    return json.dumps({**body, **(extra or {})}, indent=2)
 
 
 @dataclass(frozen=True)

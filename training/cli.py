@@ -206,7 +206,8 @@ def _fusion(args: argparse.Namespace) -> int:
     print(f"fusion: fitted on {report['held_out_photos'] - report['collection_queries']:,} held-out training photos"
           f"{added} ({report['owners']:,} owners; {report['candidates']:,} candidates); scorers for "
           f"{', '.join(f'{t:g}' for t in model.scorers)} km -> {args.bundle}")
-    print("fusion: accuracy on those held-out photos, % (" + ", ".join(report["positives"]) + "):")
+    columns = next(iter(report["accuracy_on_held_out"].values()))
+    print("fusion: accuracy on those held-out photos (out of fold), % (" + ", ".join(columns) + "):")
     for name, accuracy in report["accuracy_on_held_out"].items():
         print(f"  {name:<20} " + " ".join(f"{100 * v:5.1f}" for v in accuracy.values()))
     print(f"fusion: {100 * report['share_within_radius']:.0f}% of out-of-fold errors lie within the predicted radius "

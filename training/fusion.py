@@ -28,7 +28,8 @@ from locator.fusion import (BASELINES, CONFIDENCE_KM, FEATURES, THRESHOLDS_KM, F
                             make_candidates, radius_inputs)
 from locator.geo import haversine_km, latlon_to_xyz
 from locator.heads import Head
-from locator.metrics import reliability
+from locator.metrics import THRESHOLDS_KM as EVALUATION_THRESHOLDS_KM
+from locator.metrics import reliability, threshold_label
 from locator.rrm import embed
 from locator.settings import from_mapping
 from locator.store import VectorStore
@@ -372,7 +373,8 @@ def _added_report(data: CalibrationSet, choices: Choices, confidence: Monotone) 
 def _report(data: CalibrationSet, choices: Choices, confidence: Monotone, radius: LinearQuantile,
             settings: FusionSettings) -> dict:
     photos = len(data.groups)
-    rows = {name: {f"{t:g} km": float(np.mean(errors < t)) for t in THRESHOLDS_KM}
+    # At the evaluation's thresholds (the paper's, 0.1-2500 km), not only at those the model is fitted for.
+    rows = {name: {threshold_label(t): float(np.mean(errors < t)) for t in EVALUATION_THRESHOLDS_KM}
             for name, errors in {"fused (out of fold)": choices.errors_km, **data.baselines}.items()}
     predicted = np.expm1(radius(radius_inputs(data.features[choices.rows], confidence(choices.p_confidence))))
     return {"settings": dataclasses.asdict(settings), "held_out_photos": photos, "references": data.references,

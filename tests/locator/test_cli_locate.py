@@ -65,8 +65,17 @@ def test_evaluate_a_bundle_gives_every_row(world, tmp_path, capsys):
                  "top-3 cells"):
         assert name in text, name
     assert "1 could not be read" in text
-    rows = json.loads(md.with_suffix(".json").read_text())["rows"]
+    body = json.loads(md.with_suffix(".json").read_text())
+    rows = body["rows"]
     assert all(r["failed"] == 1 and r["images"] == len(world["queries"]) + 1 for r in rows)
+    accuracy = {r["name"].split(" (")[0].split(":")[0]: r["accuracy"] for r in rows}
+    for d in body["fused_vs_best_rival"]:  # the observed differences are those of the rows above
+        label = f"{d['threshold_km']:g} km"
+        rivals = {"swc": accuracy["SwC, ce head"][label],
+                  "retrieval": accuracy["retrieval alone, stored RRM embeddings"][label]}
+        assert d["observed"] == pytest.approx(accuracy["fused"][label] - max(rivals.values()))
+        assert d["low"] <= d["observed"] <= d["high"] and rivals[d["best_rival"]] == max(rivals.values())
+    assert "Fused against the better of the methods `swc` and `retrieval`" in text
 
 
 def test_locate_without_store_is_a_clear_error(world, tmp_path, capsys, monkeypatch):

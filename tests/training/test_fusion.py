@@ -37,6 +37,8 @@ def test_the_scorer_never_sees_evaluation_photos(world):
     assert one.to_json()["scorers"] == two.to_json()["scorers"]
     assert one.to_json()["rankers"] == two.to_json()["rankers"] and one.rankers
     assert report["held_out_photos"] == len(world["background"])
+    assert list(report["accuracy_on_held_out"]["swc"]) == ["0.1 km", "1 km", "5 km", "10 km", "25 km", "200 km",
+                                                           "750 km", "2500 km"]  # the evaluation's thresholds
     assert all(np.isfinite(s.coef).all() for s in one.scorers.values())
 
 
