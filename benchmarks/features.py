@@ -91,6 +91,7 @@ def main() -> None:
     shared = Path(os.environ.get("GEOLOC_SHARED", "../shared"))
     parser.add_argument("--photos", default=str(shared / "datasets" / "im2gps2k" / "manifest.csv"))
     parser.add_argument("--n", type=int, default=None, help="use the first N photos (default: all)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON and markdown go")
     args = parser.parse_args()
     device = default_device()
     records = read_dataset(args.photos)[: args.n]
@@ -108,8 +109,8 @@ def main() -> None:
         shutil.rmtree(work)
     report.update(photos_per_second={"bucketed": round(bucketed_rate, 1), "exact": round(exact_rate, 1)},
                   cosine_bucketed_vs_exact=cosine(bucketed, exact), network=network_rows(device))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "features.json").write_text(json.dumps(report, indent=2) + "\n")
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "features.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = ["# Feature cache on real photos\n",
              f"{report['photos']:,} photos of `{args.photos}`, {report['backbone']}, on {report['device_name']} "
              f"({report['torch_threads']} torch threads), {precision}. Decode, resize and backbone included.\n",
@@ -123,7 +124,7 @@ def main() -> None:
              *float32_lines(report),
              f"Network alone (uniform 300×224 tensors, {precision}):\n", "| batch | images/s |", "|---|---|"]
     lines += [f"| {r['batch_size']} | {r['images_per_second']} |" for r in report["network"]]
-    (RESULTS / "features.md").write_text("\n".join(lines) + "\n")
+    (args.results / "features.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--store", default="edge:runs/im2gps2k/store")
     parser.add_argument("--photos", default="runs/im2gps2k/split/val.csv", help="a dataset CSV or folder")
     parser.add_argument("--n", type=int, default=128)
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON and markdown go")
     args = parser.parse_args()
     images = [r.image for r in read_dataset(args.photos)][: args.n]
     report = {"photos": len(images), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
@@ -90,8 +91,8 @@ def main() -> None:
                                                   "total_ms": round(total, 2),
                                                   "photos_per_second": round(1000 / total, 1)}
             print(batch_size, report["batches"][str(batch_size)], flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "locate.json").write_text(json.dumps(report, indent=2) + "\n")
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "locate.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = ["# Locate benchmark\n",
              f"{len(images)} photos ({report['distinct_shapes']} distinct input shapes), {report['backbone']}, "
              f"method {report['method']}, store of {report['store_points']:,} points, on {report['device']}. "
@@ -101,7 +102,7 @@ def main() -> None:
     lines += [f"| {s} | {b1['ms_per_photo'][s]} | {b64['ms_per_photo'][s]} |" for s in STAGES]
     lines += [f"| **total** | {b1['total_ms']} | {b64['total_ms']} |",
               f"| photos/s | {b1['photos_per_second']} | {b64['photos_per_second']} |"]
-    (RESULTS / "locate.md").write_text("\n".join(lines) + "\n")
+    (args.results / "locate.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

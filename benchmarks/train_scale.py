@@ -103,6 +103,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=120.0, help="time cap of each head's epoch")
     parser.add_argument("--rrm-steps", type=int, default=40)
     parser.add_argument("--work", type=Path, default=Path("runs/train_scale"))
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON and markdown go")
     args = parser.parse_args()
     partition_files = [shared_meta() / f"cells_50_{t}.csv" for t in (5000, 2000, 1000)]
     partitions = [Partition.read_csv(p) for p in partition_files]
@@ -117,8 +118,8 @@ def main() -> None:
     report = {"rows": args.rows, "cells": [len(p) for p in partitions], "dim": DIM, "cache_gb": round(size_gb, 1),
               "cache_build_seconds": round(build_seconds, 1), "cpu_count": os.cpu_count(),
               "time_cap_seconds": args.seconds, "rrm_steps": args.rrm_steps, "stages": stages}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "train_scale.json").write_text(json.dumps(report, indent=2) + "\n")
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "train_scale.json").write_text(json.dumps(report, indent=2) + "\n")
     device = stages["ce"]["device"]
     lines = ["# Training at MP16 scale\n",
              f"{args.rows:,} rows × {DIM} float16 features ({size_gb:.1f} GB on disk, synthetic with a location "
@@ -128,7 +129,7 @@ def main() -> None:
              "| stage | samples/s | peak RSS (MB) | seconds |", "|---|---|---|---|"]
     lines += [f"| {kind} | {s['samples_per_second']:,.0f} | {s['peak_rss_mb']:,.0f} | {s['seconds']:.0f} |"
               for kind, s in stages.items()]
-    (RESULTS / "train_scale.md").write_text("\n".join(lines) + "\n")
+    (args.results / "train_scale.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

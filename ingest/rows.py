@@ -7,17 +7,28 @@ collection already holds (a resumed or repeated run), or the reason it is reject
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow as pa
 
 from locator.store import point_id
 
-ROW_SCHEMA = pa.schema([("image", pa.string()), ("photo_id", pa.string()), ("owner", pa.string()),
-                        ("source", pa.string()), ("lat", pa.float64()), ("lon", pa.float64()), ("data", pa.binary()),
-                        ("status", pa.string())])
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 STORED = "stored"
+
+
+@cache
+def row_schema() -> pa.Schema:
+    """The rows' Arrow schema (pyarrow is imported here only: the writer and the stages called without Ray, as on
+    a machine without Ray, need none of it)."""
+    import pyarrow as pa
+    return pa.schema([("image", pa.string()), ("photo_id", pa.string()), ("owner", pa.string()),
+                      ("source", pa.string()), ("lat", pa.float64()), ("lon", pa.float64()), ("data", pa.binary()),
+                      ("status", pa.string())])
 
 
 def row_status(photo_ids: list[str], sources: list[str], lat: np.ndarray, lon: np.ndarray, stored: np.ndarray,
@@ -55,9 +66,10 @@ def manifest_rows(batch: pa.Table, root: str, default_source: str, columns: dict
     lon = np.array([_number(v) for v in column("lon")], dtype=np.float64)
     status = row_status(photo_ids, sources, lat, lon, stored)
     status = ["empty image path" if not image else s for image, s in zip(images, status)]
+    import pyarrow as pa
     return pa.table({"image": [str(Path(root) / i) if i else "" for i in images], "photo_id": photo_ids,
                      "owner": [str(o or "").strip() for o in column("owner")], "source": sources, "lat": lat,
-                     "lon": lon, "data": [b""] * batch.num_rows, "status": status}, schema=ROW_SCHEMA)
+                     "lon": lon, "data": [b""] * batch.num_rows, "status": status}, schema=row_schema())
 
 
 def _number(value: object) -> float:

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 from ray.data.datasource import FileBasedDatasource
 
-from ingest.rows import ROW_SCHEMA, row_status
+from ingest.rows import row_schema, row_status
 from locator.shards import MetadataLookup, iter_shard_records
 
 RECORDS_PER_BLOCK = 256
@@ -52,4 +52,4 @@ class MP16ShardDatasource(FileBasedDatasource):
         data = [d if s == "" else b"" for (_, d), s in zip(records, status)]  # bytes only for photos to embed
         return pa.table({"image": [f"{path}#{i}" for i in ids], "photo_id": ids, "owner": owners,
                          "source": sources, "lat": lat, "lon": lon, "data": data, "status": status},
-                        schema=ROW_SCHEMA)
+                        schema=row_schema())

@@ -81,12 +81,12 @@ def records_dataset(records: list[Record], stored: np.ndarray):
     import pyarrow as pa
     import ray
 
-    from ingest.rows import ROW_SCHEMA, row_status
+    from ingest.rows import row_schema, row_status
     lat, lon = np.array([r.lat for r in records]), np.array([r.lon for r in records])
     status = row_status([r.photo_id for r in records], [r.source for r in records], lat, lon, stored)
     table = pa.table({"image": [r.image for r in records], "photo_id": [r.photo_id for r in records],
                       "owner": [r.owner for r in records], "source": [r.source for r in records], "lat": lat,
-                      "lon": lon, "data": [b""] * len(records), "status": status}, schema=ROW_SCHEMA)
+                      "lon": lon, "data": [b""] * len(records), "status": status}, schema=row_schema())
     return ray.data.from_arrow(table)
 
 

@@ -38,3 +38,15 @@ def test_help_loads_no_heavy_library():
             "print(sorted(m for m in ('torch', 'timm', 'sklearn', 'ray') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_ingest_stages_work_without_ray_or_pyarrow():
+    """The lent GPU machine has neither (benchmarks/gpu_session.py calls the stages directly there)."""
+    import subprocess
+    import sys
+    code = ("import sys\n"
+            "sys.modules.update(ray=None, pyarrow=None)\n"  # any import of them now fails
+            "import ingest.decode, ingest.embedder, ingest.writer, ingest.sources\n"
+            "print('ok')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.stdout.strip() == "ok", result.stderr[-2000:]

@@ -1,0 +1,162 @@
+"""One lent GPU session's measurements (issues #9 and #11), in one command, prepared and run on the CPU first.
+
+The GPU machine has torch, timm, numpy, scikit-learn, scipy, pillow, msgpack, safetensors and tqdm, and what
+`bash ../shared/tools/gpu-carry.sh N` carries in `.gpu/` (Qdrant Edge, s2sphere, the Lite0 weights and N
+im2gps2k photos), but not Ray, FastAPI or the im2gps2k demo run. So this measures what needs none of them:
+
+1. `features.py` on the carried photos: the feature cache's photos/s, bucketed and at the exact aspect, and the
+   network alone on uniform tensors;
+2. a small bundle built from the carried photos by the usual `geoloc-train` stages (split, hierarchy, bundle,
+   features, the ce head, the RRM, the fused model);
+3. ingest's own stages (`decode_batch` → `Embedder` → `WriterStage`) called without Ray: decoding on a thread
+   pool, a batch ahead of the embedding, one writer into Qdrant Edge. The training split's photos go in
+   `--repeat` times, each copy under its own photo id, timed after the first batch: photos/s for one GPU. Ray
+   would decode in processes on every CPU instead; the embedding on the GPU is the same;
+4. `locate.py` on the held-out photos against that collection: ms per photo by stage at batch 1 and 64;
+5. with `--train-scale`: `train_scale.py` at its full 4.7 M rows (needs ~17 GB of disk and several minutes).
+
+    source .gpu/setup.sh && python benchmarks/gpu_session.py --photos "$GEOLOC_GPU_PHOTOS" --results "$OUT/results"
+
+Every result names its device. Copy the files into `benchmarks/results/gpu/` and summarise them in the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).parent
+ROOT = HERE.parent
+ARCH, SIZE = "tf_efficientnet_lite0", 300
+
+
+def run(*command: str) -> None:
+    print("+", " ".join(command), flush=True)
+    subprocess.run([sys.executable, *command], check=True, cwd=ROOT)
+
+
+def build_world(photos: str, work: Path) -> Path:
+    """A bundle trained on the photos by the usual stages (the demo's, without its ingest and evaluation)."""
+    train, bundle, features = work / "split" / "train.csv", work / "bundle", work / "features" / "train"
+    cells = work / "cells"
+    run("-m", "training.cli", "split", "--data", photos, "--out", str(work / "split"))
+    run("-m", "training.cli", "hierarchy", "--data", str(train), "--out", str(cells))
+    run("-m", "training.cli", "bundle", "--out", str(bundle), "--arch", ARCH, "--size", str(SIZE), "--partitions",
+        *(str(cells / f"{level}.csv") for level in ("coarse", "middle", "fine")))
+    run("-m", "training.cli", "features", "--bundle", str(bundle), "--data", str(train), "--out", str(features))
+    run("-m", "training.cli", "head", "--bundle", str(bundle), "--features", str(features), "--kind", "ce",
+        "--default")
+    run("-m", "training.cli", "rrm", "--bundle", str(bundle), "--features", str(features))
+    run("-m", "training.cli", "fusion", "--bundle", str(bundle), "--features", str(features))
+    return bundle
+
+
+def columns(rows: list[dict]) -> dict[str, np.ndarray]:
+    return {key: np.array([r[key] for r in rows], dtype=object if isinstance(rows[0][key], (str, bytes)) else None)
+            for key in rows[0]}
+
+
+def ingest_stages(bundle: Path, location: str, rows: list[dict], batch: int, threads: int) -> dict:
+    """Ingest's stages in this process, without Ray; photos/s after the first batch (cuDNN's autotuning)."""
+    from ingest.decode import decode_batch
+    from ingest.embedder import Embedder
+    from ingest.writer import WriterStage
+    from locator.bundle_config import BundleConfig
+    preprocessing = BundleConfig.load(bundle).preprocessing
+    embedder = Embedder(str(bundle), placeable_head=None)
+    writer = WriterStage(location, str(bundle), str(bundle.parent / "rejects.csv"), False, 10_000)
+    pool = ThreadPoolExecutor(threads)
+
+    def decode(chunk: list[dict]) -> list:
+        return [pool.submit(decode_batch, columns(chunk[s::threads]), preprocessing)
+                for s in range(min(threads, len(chunk)))]
+
+    def gather(parts: list) -> dict:
+        done = [p.result() for p in parts]
+        return {key: np.concatenate([d[key] for d in done]) for key in done[0]}
+
+    batches = [rows[s:s + batch] for s in range(0, len(rows), batch)]
+    written, start, pending = 0, None, decode(batches[0])
+    for i in range(len(batches)):
+        decoded = gather(pending)
+        if i + 1 < len(batches):
+            pending = decode(batches[i + 1])  # the next batch decodes while this one is embedded
+        counts = writer(embedder(decoded))
+        if start is None:
+            start, first = time.perf_counter(), len(batches[0])
+        else:
+            written += int(counts["written"].sum())
+    seconds = time.perf_counter() - start
+    pool.shutdown()
+    writer.writer.close()
+    writer.store.close()
+    return {"photos": len(rows), "timed_photos": written, "first_batch_excluded": first, "seconds": round(seconds, 2),
+            "photos_per_second": round(written / seconds, 1) if seconds > 0 else None, "batch_size": batch,
+            "decode_threads": threads}
+
+
+def read_rows(manifest: Path) -> list[dict]:
+    from ingest.sources import list_rows
+    return list_rows(manifest)
+
+
+def repeated(rows: list[dict], times: int) -> list[dict]:
+    """The photos `times` over, each copy under its own photo id (so that every copy is written)."""
+    return [dict(r, photo_id=f"{r['photo_id'] or r['image']}#{k}") for k in range(times) for r in rows]
+
+
+def device_name() -> str:
+    import torch
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", default=os.environ.get("GEOLOC_GPU_PHOTOS"), help="manifest of real photos")
+    parser.add_argument("--results", type=Path, required=True)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/geoloc-gpu-session"))
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="ingest every training photo this many times, timed (default: 50 on a GPU, 8 on a CPU)")
+    parser.add_argument("--train-scale", action="store_true", help="also train_scale.py at full size")
+    args = parser.parse_args()
+    if not args.photos:
+        raise SystemExit("give --photos (or GEOLOC_GPU_PHOTOS): a manifest of real photos")
+    args.results.mkdir(parents=True, exist_ok=True)
+    clock = {}
+    start = time.perf_counter()
+    run(str(HERE / "features.py"), "--photos", args.photos, "--results", str(args.results))
+    clock["features"] = time.perf_counter() - start
+    bundle = build_world(args.photos, args.work)
+    clock["world"] = time.perf_counter() - start - sum(clock.values())
+    import torch
+    gpu = torch.cuda.is_available()
+    batch, threads = (256, max(1, (os.cpu_count() or 2) - 1)) if gpu else (64, 1)
+    repeat = args.repeat or (50 if gpu else 8)
+    store = f"edge:{args.work / 'store'}"
+    timed = ingest_stages(bundle, store, repeated(read_rows(args.work / "split" / "train.csv"), repeat), batch,
+                          threads)
+    report = {"device": device_name(), "backbone": f"{ARCH} at {SIZE} px", "repeated": repeat, "ingest": timed}
+    (args.results / "ingest_stages.json").write_text(json.dumps(report, indent=2) + "\n")
+    print("ingest stages:", json.dumps(report), flush=True)
+    clock["ingest"] = time.perf_counter() - start - sum(clock.values())
+    run(str(HERE / "locate.py"), "--bundle", str(bundle), "--store", store, "--photos",
+        str(args.work / "split" / "val.csv"), "--results", str(args.results))
+    clock["locate"] = time.perf_counter() - start - sum(clock.values())
+    if args.train_scale:
+        run(str(HERE / "train_scale.py"), "--work", str(args.work / "train_scale"), "--results", str(args.results))
+        clock["train_scale"] = time.perf_counter() - start - sum(clock.values())
+    (args.results / "gpu_session.json").write_text(json.dumps({"device": device_name(), "seconds": {
+        k: round(v, 1) for k, v in clock.items()}}, indent=2) + "\n")
+    print("gpu session: done in", {k: round(v) for k, v in clock.items()}, "s ->", args.results, flush=True)
+
+
+if __name__ == "__main__":
+    main()
