@@ -13,9 +13,15 @@ im2gps2k photos), but not Ray, FastAPI or the im2gps2k demo run. So this measure
    `--repeat` times, each copy under its own photo id, timed after the first batch: photos/s for one GPU. Ray
    would decode in processes on every CPU instead; the embedding on the GPU is the same;
 4. `locate.py` on the held-out photos against that collection: ms per photo by stage at batch 1 and 64;
-5. with `--train-scale`: `train_scale.py` at its full 4.7 M rows (needs ~17 GB of disk and several minutes).
+5. with `--train-scale`: `train_scale.py` at its full 4.7 M rows (needs ~17 GB of disk and several minutes, and
+   the MP16 coordinates and partitions of `shared/meta`: carry them, see below).
 
-    source .gpu/setup.sh && python benchmarks/gpu_session.py --photos "$GEOLOC_GPU_PHOTOS" --results "$OUT/results"
+    bash ../shared/tools/gpu-carry.sh 500
+    mkdir -p .gpu/shared/meta && cp ../shared/meta/{mp16_coordinates_100k,cells_50_*}.csv .gpu/shared/meta/
+    # on the GPU machine (device run, carry [".gpu"]):
+    source .gpu/setup.sh && python benchmarks/gpu_session.py --results "$OUT/results"
+    source .gpu/setup.sh && GEOLOC_SHARED=.gpu/shared python benchmarks/train_scale.py --work /tmp/train_scale \
+        --seconds 30 --results "$OUT/results"
 
 Every result names its device. Copy the files into `benchmarks/results/gpu/` and summarise them in the README.
 """
