@@ -63,6 +63,7 @@ bench: install
 	$(BIN)/python benchmarks/features.py
 	$(BIN)/python benchmarks/ingest_scale.py
 	$(BIN)/python benchmarks/train_scale.py
+	$(BIN)/python benchmarks/fusion_scale.py
 
 clean:
 	rm -rf $(VENV) runs

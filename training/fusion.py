@@ -37,10 +37,12 @@ from training.batches import TrainingRows
 from training.conditional_logit import fit_conditional_logit, informative_groups
 from training.heads import train_head
 from training.placeable import predicted_cells
+from training.reference_index import ReferenceIndex
 from training.rrm import train_rrm
 from training.settings import FusionSettings, HeadSettings, RRMSettings
 
 MIN_CLASS_ROWS = 5  # a threshold's scorer needs this many candidates on each side, its ranker as many photos
+QUERY_CHUNK = 2048  # held-out photos located together (their cell probabilities: 2,048 × cells × 8 bytes)
 
 
 @dataclass
@@ -56,26 +58,6 @@ class CalibrationSet:
     baselines: dict[str, np.ndarray]  # per photo: error of swc, retrieval and classifier estimates
     references: int
     sources: np.ndarray  # per photo: an added reference's source; "" for a held-out training photo
-
-
-class ReferenceIndex:
-    """Exact search over in-memory reference embeddings, optionally restricted to fine cells."""
-
-    def __init__(self, embeddings: np.ndarray, lat: np.ndarray, lon: np.ndarray, cells: np.ndarray) -> None:
-        self.embeddings, self.lat, self.lon, self.cells = embeddings, lat, lon, cells
-
-    def search(self, queries: np.ndarray, allowed: list[np.ndarray] | None, k: int):
-        queries = queries.astype(np.float32)
-        scores = np.concatenate([queries @ self.embeddings[s:s + 65_536].astype(np.float32).T
-                                 for s in range(0, len(self.embeddings), 65_536)], axis=1)
-        if allowed is not None:
-            inside = np.stack([np.isin(self.cells, a) for a in allowed])
-            scores = np.where(inside, scores, -np.inf)
-        k = min(k, scores.shape[1])
-        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        best = np.take_along_axis(scores, top, axis=1)
-        ids = np.where(np.isfinite(best), top, -1)
-        return ids, best, self.lat[np.clip(ids, 0, None)], self.lon[np.clip(ids, 0, None)]
 
 
 class StoreIndex:
@@ -193,9 +175,14 @@ def _calibrate_fold(bundle: Bundle, fit: TrainingRows, held: np.ndarray, setting
     refs = fit.usable[(predicted == cells[fit.usable]) & (cells[fit.usable] >= 0)]
     if not len(refs):
         raise DataError("no training photo is placeable by the retrained head: too few photos for the fusion model")
-    index = ReferenceIndex(_embed_rows(rrm, fit, refs), fit.lat[refs], fit.lon[refs], cells[refs])
-    parts = [_calibrate_chunk(head, index, fit.gather(held[s:s + 256]).astype(np.float32), fit.lat[held[s:s + 256]],
-                              fit.lon[held[s:s + 256]], rrm, fine, settings) for s in range(0, len(held), 256)]
+    def embed_rows(rows: np.ndarray) -> np.ndarray:
+        return embed(rrm, fit.gather(rows).astype(np.float32))
+
+    # The global search streams the whole index once per chunk of queries: chunks as large as memory allows.
+    with ReferenceIndex.build(embed_rows, refs, fit.dim, fit.lat[refs], fit.lon[refs], cells[refs]) as index:
+        parts = [_calibrate_chunk(head, index, fit.gather(held[s:s + QUERY_CHUNK]).astype(np.float32),
+                                  fit.lat[held[s:s + QUERY_CHUNK]], fit.lon[held[s:s + QUERY_CHUNK]], rrm, fine,
+                                  settings) for s in range(0, len(held), QUERY_CHUNK)]
     return _from_chunks(parts, fit.groups[held], len(refs))
 
 
@@ -219,11 +206,6 @@ def merge(sets: list[CalibrationSet]) -> CalibrationSet:
         baselines={name: np.concatenate([s.baselines[name] for s in sets]) for name in BASELINES},
         references=int(np.mean([s.references for s in sets])),
         sources=np.concatenate([s.sources for s in sets]))
-
-
-def _embed_rows(rrm, data: TrainingRows, rows: np.ndarray) -> np.ndarray:
-    return np.concatenate([embed(rrm, data.gather(rows[s:s + 8192]).astype(np.float32))
-                           for s in range(0, len(rows), 8192)]).astype(np.float16)
 
 
 @torch.inference_mode()
