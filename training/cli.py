@@ -163,7 +163,7 @@ def _placeable(args: argparse.Namespace) -> int:
     head = bundle.heads[args.head] if args.head else bundle.default_head
     true_cells = bundle.partitions[-1].lookup(data.lat, data.lon)
     mask = np.zeros(len(data), dtype=bool)
-    mask[data.usable] = (predicted_cells(head, data, data.usable) == true_cells[data.usable]) & \
+    mask[data.usable] = (predicted_cells(head, data, data.usable, args.device) == true_cells[data.usable]) & \
         (true_cells[data.usable] >= 0)
     _write_placeable(cache.directory / "index.csv", args.out, mask, true_cells)
     bundle.update_training(placeable={"photos": int(mask.sum()), "of": len(data.usable), "head": head.kind})
@@ -415,6 +415,7 @@ def _commands(commands: argparse._SubParsersAction) -> None:
     _add_cache_arguments(placeable)
     placeable.add_argument("--head", choices=HEADS.names(), default=None, help="default: the bundle's")
     placeable.add_argument("--out", required=True, type=Path, help="manifest CSV of the placeable photos")
+    placeable.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
     placeable.set_defaults(run=_placeable)
 
     split = commands.add_parser("split", help="owner-grouped train / held-out split of a dataset into two manifests")

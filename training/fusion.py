@@ -171,7 +171,7 @@ def _calibrate_fold(bundle: Bundle, fit: TrainingRows, held: np.ndarray, setting
         # The bundle's schedule, up to the step its own RRM was kept at: later steps would only be discarded.
         rrm, _ = train_rrm(fit, cells, dataclasses.replace(rrm_settings, space="rrm"), device=device, progress=False,
                            stop_at=recorded.get("best_step") or None)
-    predicted = predicted_cells(head, fit, fit.usable)
+    predicted = predicted_cells(head, fit, fit.usable, device)
     refs = fit.usable[(predicted == cells[fit.usable]) & (cells[fit.usable] >= 0)]
     if not len(refs):
         raise DataError("no training photo is placeable by the retrained head: too few photos for the fusion model")

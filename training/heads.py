@@ -74,7 +74,7 @@ class HeadLog:
                                                 for e in self.epochs)
 
 
-def _device(device: str | torch.device | None) -> torch.device:
+def resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device) if device is not None else default_device()
 
 
@@ -115,7 +115,7 @@ def train_head(kind: str, data: TrainingRows, partitions: list[Partition], setti
                init_from: CrossEntropyHead | None = None, device: str | torch.device | None = None,
                progress: bool = True) -> tuple[Head, HeadLog]:
     """Train a head of `kind`; returns the best epoch's head (in eval mode, on the CPU) and the log."""
-    device = _device(device)
+    device = resolve_device(device)
     torch.manual_seed(settings.seed)
     head = create_head(kind, data.dim, partitions)
     if init_from is not None and hasattr(head, "init_from_ce"):

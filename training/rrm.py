@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from locator.rrm import ResidualRetrievalModule
 from training.batches import TrainingRows, holdout
-from training.heads import _device, to_device
+from training.heads import resolve_device, to_device
 from training.losses import LOSSES
 from training.pair_sampler import CellPairSampler
 from training.schedule import adamw_cosine
@@ -95,7 +95,7 @@ def train_rrm(data: TrainingRows, cells: np.ndarray, settings: RRMSettings = RRM
               stop_at: int | None = None) -> tuple[ResidualRetrievalModule, RRMLog]:
     """Train an RRM so that photos of the same cell embed close together; returns the best one and the log.
     `stop_at` ends the run at that step of its schedule (the fused model's folds stop at the bundle's best step)."""
-    device = _device(device)
+    device = resolve_device(device)
     torch.manual_seed(settings.seed)
     cells = np.asarray(cells, dtype=np.int64)
     train, val, refs = _validation(data, cells, settings)
