@@ -34,10 +34,12 @@ class ResidualRetrievalModule(nn.Module):
 
 
 @torch.inference_mode()
-def embed(rrm: ResidualRetrievalModule | None, features: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-    """Embeddings of backbone features in the store's space: the RRM's output, or ℓ2-normalised raw features."""
+def embed(rrm: ResidualRetrievalModule | None, features: np.ndarray, batch_size: int = 4096,
+          device: str | torch.device = "cpu") -> np.ndarray:
+    """Embeddings of backbone features in the store's space: the RRM's output (computed on `device`, where the
+    RRM is moved), or ℓ2-normalised raw features."""
     x = torch.from_numpy(np.asarray(features, dtype=np.float32))
     if rrm is None:
         return F.normalize(x, dim=1).numpy()
-    rrm = rrm.to("cpu")
-    return torch.cat([rrm(x[s:s + batch_size]) for s in range(0, len(x), batch_size)]).numpy()
+    rrm = rrm.to(device)
+    return torch.cat([rrm(x[s:s + batch_size].to(device)).cpu() for s in range(0, len(x), batch_size)]).numpy()

@@ -35,7 +35,7 @@ from locator.settings import from_mapping
 from locator.store import VectorStore
 from training.batches import TrainingRows
 from training.conditional_logit import fit_conditional_logit, informative_groups
-from training.heads import train_head
+from training.heads import resolve_device, train_head
 from training.placeable import predicted_cells
 from training.reference_index import ReferenceIndex
 from training.rrm import train_rrm
@@ -176,7 +176,7 @@ def _calibrate_fold(bundle: Bundle, fit: TrainingRows, held: np.ndarray, setting
     if not len(refs):
         raise DataError("no training photo is placeable by the retrained head: too few photos for the fusion model")
     def embed_rows(rows: np.ndarray) -> np.ndarray:
-        return embed(rrm, fit.gather(rows).astype(np.float32))
+        return embed(rrm, fit.gather(rows).astype(np.float32), device=resolve_device(device))
 
     # The global search streams the whole index once per chunk of queries: chunks as large as memory allows.
     with ReferenceIndex.build(embed_rows, refs, fit.dim, fit.lat[refs], fit.lon[refs], cells[refs]) as index:
