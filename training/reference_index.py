@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from locator.exact_index import block_rows, stream_top_k, top_k
+
 IN_MEMORY_BYTES = 1 << 30
-SCORE_BYTES = 1 << 27  # a global search's block: its query × reference scores, and its rows (float32)
 Hits = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # ids, scores, lat, lon: (queries, k) each
 
 
@@ -110,26 +111,11 @@ class ReferenceIndex:
             if spans:
                 positions = np.concatenate([np.arange(a, b) for a, b in spans])
                 embeddings = np.concatenate([self.rows(a, b) for a, b in spans])
-                best_scores, best_ids = _top((embeddings @ queries[j])[None], positions[None], k)
+                best_scores, best_ids = top_k((embeddings @ queries[j])[None], positions[None], k)
                 scores[j, :best_ids.shape[1]], ids[j, :best_ids.shape[1]] = best_scores[0], best_ids[0]
         return scores, ids
 
     def _global(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        best_scores = np.full((len(queries), 0), -np.inf, dtype=np.float32)
-        best_ids = np.zeros((len(queries), 0), dtype=np.int64)
-        block = max(1024, SCORE_BYTES // (4 * max(len(queries), self.dim, 1)))  # scores and rows both bounded
-        for s in range(0, len(self), block):
-            scores = queries @ self.rows(s, s + block).T
-            positions = np.broadcast_to(np.arange(s, s + scores.shape[1]), scores.shape)
-            if scores.shape[1] > k:  # the block's k best, before the merge
-                keep = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-                scores, positions = np.take_along_axis(scores, keep, 1), np.take_along_axis(positions, keep, 1)
-            best_scores, best_ids = _top(np.concatenate([best_scores, scores], 1),
-                                         np.concatenate([best_ids, positions], 1), k)
-        return best_scores, best_ids
-
-
-def _top(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the k highest scores and their ids, best first (equal scores: the lower id first)."""
-    order = np.lexsort((ids, -scores), axis=1)[:, :k]
-    return np.take_along_axis(scores, order, 1), np.take_along_axis(ids, order, 1)
+        size = block_rows(len(queries), self.dim)
+        blocks = ((np.arange(s, min(s + size, len(self))), self.rows(s, s + size)) for s in range(0, len(self), size))
+        return stream_top_k(queries, blocks, k)

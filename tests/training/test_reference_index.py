@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+import locator.exact_index as exact_index
 import training.reference_index as reference_index
 from training.reference_index import ReferenceIndex
 
@@ -31,7 +32,7 @@ def _brute_force(x, lat, lon, cells, queries, allowed, k):
 def test_searches_equal_an_exhaustive_search(in_memory, monkeypatch):
     if not in_memory:
         monkeypatch.setattr(reference_index, "IN_MEMORY_BYTES", 0)
-        monkeypatch.setattr(reference_index, "SCORE_BYTES", 4 * 5 * 1500)  # several blocks per global search
+        monkeypatch.setattr(exact_index, "SCORE_BYTES", 0)  # blocks of 1,024 rows: several per global search
     x, lat, lon, cells = _references()
     queries = _references(n=5, seed=1)[0]
     allowed = [np.array([3]), np.array([0, 7, 39]), np.array([5, 5, 12]), np.array([1000]), np.arange(40)]
