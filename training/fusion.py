@@ -80,10 +80,11 @@ def collection_set(bundle: Bundle, store: VectorStore, training_sources: set[str
     """Reference photos added from sources the models never trained on, each located against the rest of the
     collection (the case of a grown collection); None when the collection holds no such photo."""
     ids = store.all_ids()
-    payloads = {}
+    payloads = {}  # of the added references only: the collection may hold millions of training photos
     for s in range(0, len(ids), 10_000):
-        payloads.update(store.payloads(ids[s:s + 10_000]))
-    added = np.array(sorted(i for i, p in payloads.items() if p.get("source") not in training_sources), np.int64)
+        payloads.update({i: p for i, p in store.payloads(ids[s:s + 10_000]).items()
+                         if p.get("source") not in training_sources})
+    added = np.array(sorted(payloads), np.int64)
     if not len(added):
         return None
     if len(added) > settings.max_queries:
