@@ -112,7 +112,7 @@ def create_app(collection: ServedCollection, settings: ServiceSettings) -> FastA
     async def cells() -> dict:
         counts = await on_worker(collection.cell_counts)
         out = [{"cell": fine.tokens[c], "points": n, "lat": float(fine.lat[c]), "lon": float(fine.lon[c]),
-                "polygon": cell_polygon(fine, fine.tokens[c])} for c, n in sorted(counts.items()) if c >= 0]
+                "polygon": cell_polygon(fine, fine.tokens[c])} for c, n in sorted(counts.items()) if c >= 0 and n > 0]
         return {"cells": out, "without_cell": counts.get(-1, 0), "total": sum(counts.values())}
 
     @app.get("/metrics")

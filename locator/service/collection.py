@@ -52,6 +52,7 @@ class ServedCollection:
         self.uploads.mkdir(parents=True, exist_ok=True)
         self.worker = worker or _worker()
         self._counts: Counter[int] | None = None
+        self._ids: np.ndarray | None = None  # sorted point ids, for the collection view's pages
         self._lock = threading.Lock()
         self.added_sources: set[str] = set()  # of the photos added through this service since it started
 
@@ -99,13 +100,22 @@ class ServedCollection:
         encoded = self.locator.encode([path])
         if encoded.errors[0]:
             raise DataError(encoded.errors[0])
+        before = self.store.payloads([point.id]).get(point.id)  # a photo added again replaces itself
         self.store.add([point], encoded.embeddings[:1])
         self.store.flush()
+        self._note_added(point, before)
+        return point
+
+    def _note_added(self, point: PhotoPoint, before: dict | None) -> None:
+        """Keep the cached cell counts and ids in step with one written point (`before`: its earlier payload)."""
         with self._lock:
             if self._counts is not None:
+                if before is not None:
+                    self._counts[int(before.get(cell_field(len(point.cells) - 1), -1))] -= 1
                 self._counts[point.cells[-1]] += 1
+            if self._ids is not None and before is None:
+                self._ids = np.insert(self._ids, np.searchsorted(self._ids, point.id), point.id)
             self.added_sources.add(point.source)
-        return point
 
     # --- the collection -------------------------------------------------------------------------------------
     def count(self) -> int:
@@ -122,8 +132,15 @@ class ServedCollection:
                 self._counts = counts
             return Counter(self._counts)
 
+    def sorted_ids(self) -> np.ndarray:
+        """Every point id, sorted (read once from the store, then kept up to date by the service's writes)."""
+        with self._lock:
+            if self._ids is None:
+                self._ids = np.sort(self.store.all_ids())
+            return self._ids
+
     def page(self, offset: int, limit: int) -> tuple[int, list[dict]]:
-        ids = np.sort(self.store.all_ids())
+        ids = self.sorted_ids()
         chosen = [int(i) for i in ids[offset:offset + limit]]
         payloads = self.store.payloads(chosen)
         return len(ids), [{"id": str(i), **payloads[i], "image": _file_name(payloads[i])} for i in chosen

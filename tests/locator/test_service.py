@@ -77,13 +77,20 @@ def test_adding_a_photo_makes_it_findable_and_is_idempotent(world, tmp_path):
         health = client.get("/v1/health").json()
         before = health["points"]
         assert health["refit_advised_for"] == []
+        assert client.get("/v1/cells").json()["total"] == before  # the collection view's counts and ids, cached
+        assert client.get("/v1/points", params={"limit": 1}).json()["total"] == before
         form = {"lat": "10.5", "lon": "-20.25", "photo_id": "red-square", "owner": "analyst", "source": "field"}
         answer = client.post("/v1/photos", files={"image": ("a.jpg", _jpeg(), "image/jpeg")}, data=form)
         assert answer.status_code == 201, answer.text
         assert client.get("/v1/health").json()["refit_advised_for"] == ["field"]
-        again = client.post("/v1/photos", files={"image": ("a.jpg", _jpeg(), "image/jpeg")}, data=form)
+        moved = {**form, "lat": "-33.9", "lon": "151.2"}  # the same photo again, placed elsewhere: replaces itself
+        again = client.post("/v1/photos", files={"image": ("a.jpg", _jpeg(), "image/jpeg")}, data=moved)
         assert again.json()["id"] == answer.json()["id"]
         assert client.get("/v1/health").json()["points"] == before + 1
+        listed = client.get("/v1/points", params={"limit": before + 10}).json()
+        assert listed["total"] == before + 1 and answer.json()["id"] in [p["id"] for p in listed["points"]]
+        cells = client.get("/v1/cells").json()
+        assert cells["total"] == before + 1
         found = client.post("/v1/locate", files=[("images", ("b.jpg", _jpeg(), "image/jpeg"))],
                             params={"method": "retrieval", "k": 1}).json()["predictions"][0]
         assert found["neighbours"][0]["photo_id"] == "red-square"
@@ -95,6 +102,11 @@ def test_adding_a_photo_makes_it_findable_and_is_idempotent(world, tmp_path):
                                  data={**form, "photo_id": "x"})
         assert unreadable.status_code == 422 and "not an image" in unreadable.json()["detail"]
         assert client.get("/v1/health").json()["points"] == before + 1
+    fresh = ServedCollection(locator, tmp_path / "fresh-uploads")  # the counts read from the store again
+    fine = locator.bundle.partitions[-1]
+    assert {c["cell"]: c["points"] for c in cells["cells"]} == {
+        fine.tokens[c]: n for c, n in fresh.cell_counts().items() if c >= 0}
+    fresh.worker.shutdown()
     locator.close()
 
 
