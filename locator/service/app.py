@@ -54,12 +54,15 @@ def create_app(collection: ServedCollection, settings: ServiceSettings) -> FastA
     async def health() -> dict:
         bundle = collection.locator.bundle
         points = await on_worker(collection.count)
+        sources = await on_worker(collection.source_counts)
         metrics.points.set(points)
         return {"status": "ok", "points": points, "bundle": bundle.fingerprint,
                 "method": LocateSettings().method, "store": collection.store.location,
                 "retrieval_space": bundle.retrieval_space, "fused_model": bundle.fusion is not None,
-                # sources added here that the fused model was fitted without: `geoloc-train fusion --store` refits it
-                "refit_advised_for": bundle.info.fusion_unfitted_sources(collection.added_sources)}
+                "sources": sources,
+                # sources in the collection that the fused model was fitted without: `geoloc-train fusion --store`
+                # refits it
+                "refit_advised_for": bundle.info.fusion_unfitted_sources(sources)}
 
     @app.post("/v1/locate")
     async def locate(request: Request, images: list[UploadFile] = File(...)) -> dict:

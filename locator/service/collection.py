@@ -27,10 +27,9 @@ from locator.images import load_image
 from locator.methods import LocateSettings
 from locator.predictions import Prediction
 from locator.shards import index_shard, read_shard_record
-from locator.store import PhotoPoint, cell_field
+from locator.store import SOURCE_FIELD, PhotoPoint, cell_field
 
 THUMBNAIL_PX = 160
-PAGE = 10_000
 
 
 def default_uploads(location: str) -> Path:
@@ -51,10 +50,8 @@ class ServedCollection:
         self.locator, self.store, self.uploads = locator, locator.store, uploads
         self.uploads.mkdir(parents=True, exist_ok=True)
         self.worker = worker or _worker()
-        self._counts: Counter[int] | None = None
         self._ids: np.ndarray | None = None  # sorted point ids, for the collection view's pages
         self._lock = threading.Lock()
-        self.added_sources: set[str] = set()  # of the photos added through this service since it started
 
     @classmethod
     def load(cls, bundle: str | Path, location: str, uploads: Path | None = None) -> ServedCollection:
@@ -100,37 +97,25 @@ class ServedCollection:
         encoded = self.locator.encode([path])
         if encoded.errors[0]:
             raise DataError(encoded.errors[0])
-        before = self.store.payloads([point.id]).get(point.id)  # a photo added again replaces itself
         self.store.add([point], encoded.embeddings[:1])
         self.store.flush()
-        self._note_added(point, before)
+        with self._lock:  # a photo added again replaces itself
+            at = int(np.searchsorted(self._ids, point.id)) if self._ids is not None else 0
+            if self._ids is not None and (at == len(self._ids) or self._ids[at] != point.id):
+                self._ids = np.insert(self._ids, at, point.id)
         return point
-
-    def _note_added(self, point: PhotoPoint, before: dict | None) -> None:
-        """Keep the cached cell counts and ids in step with one written point (`before`: its earlier payload)."""
-        with self._lock:
-            if self._counts is not None:
-                if before is not None:
-                    self._counts[int(before.get(cell_field(len(point.cells) - 1), -1))] -= 1
-                self._counts[point.cells[-1]] += 1
-            if self._ids is not None and before is None:
-                self._ids = np.insert(self._ids, np.searchsorted(self._ids, point.id), point.id)
-            self.added_sources.add(point.source)
 
     # --- the collection -------------------------------------------------------------------------------------
     def count(self) -> int:
         return self.store.count()
 
     def cell_counts(self) -> Counter[int]:
-        """Points per finest cell (read once from the store, then kept up to date by the service's writes)."""
-        with self._lock:
-            if self._counts is None:
-                field, counts = cell_field(len(self.locator.bundle.partitions) - 1), Counter()
-                ids = self.store.all_ids()
-                for s in range(0, len(ids), PAGE):
-                    counts.update(int(p.get(field, -1)) for p in self.store.payloads(ids[s:s + PAGE]).values())
-                self._counts = counts
-            return Counter(self._counts)
+        """Points per finest cell (-1: outside the partition), from the store's index."""
+        return Counter({int(c): n for c, n in
+                        self.store.counts_by(cell_field(len(self.locator.bundle.partitions) - 1)).items()})
+
+    def source_counts(self) -> dict[str, int]:
+        return {str(source): n for source, n in self.store.counts_by(SOURCE_FIELD).items()}
 
     def sorted_ids(self) -> np.ndarray:
         """Every point id, sorted (read once from the store, then kept up to date by the service's writes)."""

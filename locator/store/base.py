@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 NORM_TOLERANCE = 1e-3
 
 
+SOURCE_FIELD = "source"
+FACET_LIMIT = 1 << 20  # distinct values counted at most (the finest partitions hold ~13 K to ~32 K cells)
+
+
 def cell_field(level: int) -> str:
     return f"cell_{level}"
 
@@ -168,6 +172,10 @@ class VectorStore(ABC):
 
     @abstractmethod
     def vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]: ...
+
+    @abstractmethod
+    def counts_by(self, field: str) -> dict:
+        """Points per value of an indexed payload field (`SOURCE_FIELD`, or a cell field), from the index."""
 
     @abstractmethod
     def all_ids(self) -> np.ndarray: ...

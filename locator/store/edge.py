@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import qdrant_edge as qe
 
-from locator.store.base import CollectionSpec, Hits, StoreError, VectorStore, cell_field
+from locator.store.base import FACET_LIMIT, SOURCE_FIELD, CollectionSpec, Hits, StoreError, VectorStore, cell_field
 
 SPEC_FILE = "geoloc_store.json"
 _SCROLL_PAGE = 10_000
@@ -51,7 +51,7 @@ class EdgeStore(VectorStore):
                     continue
                 raise StoreError(f"{self.location}: cannot open the Qdrant Edge shard ({exc}); "
                                  "is another process writing to it?") from exc
-        self._ensure_cell_indexes()
+        self._ensure_indexes()
 
     def _open_shard(self, spec: CollectionSpec) -> qe.EdgeShard:
         shard_dir = self.path / "shard"
@@ -62,11 +62,14 @@ class EdgeStore(VectorStore):
                                payload_memory=qe.Memory.Cached)  # lat/lon of hits are read per query
         return qe.EdgeShard.create(str(shard_dir), config)
 
-    def _ensure_cell_indexes(self) -> None:
+    def _ensure_indexes(self) -> None:
+        """Integer indexes on the cell fields (the filters of SwC) and a keyword index on the source (its counts);
+        a store made before the source index gets it on first open."""
         existing = set(self.shard.info().payload_schema)
-        for level in range(self.spec.levels):
-            if cell_field(level) not in existing:
-                self.shard.update(qe.UpdateOperation.create_field_index(cell_field(level), qe.PayloadSchemaType.Integer))
+        wanted = {cell_field(level): qe.PayloadSchemaType.Integer for level in range(self.spec.levels)}
+        for field, kind in {**wanted, SOURCE_FIELD: qe.PayloadSchemaType.Keyword}.items():
+            if field not in existing:
+                self.shard.update(qe.UpdateOperation.create_field_index(field, kind))
 
     def _upsert(self, ids: list[int], vectors: np.ndarray, payloads: list[dict]) -> None:
         # A memoryview of a float32 row reaches Qdrant through the buffer protocol: ~28 µs per 1,792-d point,
@@ -113,6 +116,10 @@ class EdgeStore(VectorStore):
     def vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
         records = self.shard.retrieve([int(i) for i in ids], with_payload=False, with_vector=True)
         return {int(r.id): np.asarray(r.vector, dtype=np.float32) for r in records}
+
+    def counts_by(self, field: str) -> dict:
+        hits = self.shard.facet(qe.FacetRequest(field, limit=FACET_LIMIT, exact=True)).hits
+        return {h.value: int(h.count) for h in hits}
 
     def all_ids(self) -> np.ndarray:
         ids, offset = [], None

@@ -13,7 +13,7 @@ import numpy as np
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
-from locator.store.base import CollectionSpec, Hits, StoreError, VectorStore, cell_field
+from locator.store.base import FACET_LIMIT, SOURCE_FIELD, CollectionSpec, Hits, StoreError, VectorStore, cell_field
 
 _SCROLL_PAGE = 10_000
 DEFAULT_COLLECTION = "geoloc"
@@ -59,6 +59,8 @@ class ServerStore(VectorStore):
                                      metadata=spec.to_json())
             for level in range(spec.levels):  # before any upload, as Qdrant recommends
                 client.create_payload_index(collection, cell_field(level), qm.PayloadSchemaType.INTEGER)
+        if SOURCE_FIELD not in (client.get_collection(collection).payload_schema or {}):
+            client.create_payload_index(collection, SOURCE_FIELD, qm.PayloadSchemaType.KEYWORD)
         self.spec = spec
 
     def _upsert(self, ids: list[int], vectors: np.ndarray, payloads: list[dict]) -> None:
@@ -85,6 +87,10 @@ class ServerStore(VectorStore):
     def vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
         records = self.client.retrieve(self.collection, [int(i) for i in ids], with_payload=False, with_vectors=True)
         return {int(r.id): np.asarray(r.vector, dtype=np.float32) for r in records}
+
+    def counts_by(self, field: str) -> dict:
+        hits = self.client.facet(self.collection, key=field, limit=FACET_LIMIT, exact=True).hits
+        return {h.value: int(h.count) for h in hits}
 
     def all_ids(self) -> np.ndarray:
         ids, offset = [], None

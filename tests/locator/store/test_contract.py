@@ -208,3 +208,13 @@ def test_locations_open_through_the_store_registry(tmp_path):
         assert store.collection == "mine"
     with open_store(f"edge:{tmp_path / 'e'}", SPEC) as store:
         assert isinstance(store, EdgeStore)
+
+
+def test_counts_by_source_and_cell_come_from_the_index(location):
+    ids, vectors, payloads, fine, _ = clustered_points(300)
+    payloads = [dict(p, source="street" if k % 3 else "flickr") for k, p in enumerate(payloads)]
+    with open_store(location, SPEC) as store:
+        store.upsert(ids, vectors, payloads)
+        store.upsert(ids[:5], vectors[:5], payloads[:5])  # a repeated write counts once
+        assert store.counts_by("source") == {"flickr": 100, "street": 200}
+        assert store.counts_by("cell_1") == {int(c): int((fine == c).sum()) for c in np.unique(fine)}
