@@ -3,7 +3,7 @@
 The background collection itself lives in the vector store; this index serves comparisons that need another
 embedding space: the raw backbone features of every finished row of a feature cache, read from the cache a block
 at a time with a running top k. Resident memory depends on the block and the number of queries, not on the cache:
-at MP16's scale the cache is 16.9 GB of float16, 33.7 GB as float32.
+at MP16's scale the cache is 16.9 GB of float16, 33.9 GB as float32.
 """
 
 from __future__ import annotations
