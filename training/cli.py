@@ -191,15 +191,15 @@ def _fusion(args: argparse.Namespace) -> int:
     bundle = _load_bundle(args.bundle)
     cache = _cache_for(bundle, args.features)
     data, settings = TrainingRows.from_cache(cache), from_args(FusionSettings, args)
-    collection, training_sources = None, _sources(cache.directory / "index.csv")
+    collection, training_sources, stored_sources = None, _sources(cache.directory / "index.csv"), set()
     if args.store:
-        from locator.store import open_store
+        from locator.store import SOURCE_FIELD, open_store
         from training.fusion import collection_set
         with open_store(args.store, bundle.collection_spec(), create=False) as store:
             collection = collection_set(bundle, store, training_sources, settings, args.device)
+            stored_sources = set(store.counts_by(SOURCE_FIELD))  # all of them, sampled by collection_set or not
     model, report = fit_fusion(bundle, data, settings, device=args.device, collection=collection)
-    added_sources = set(collection.sources.tolist()) if collection is not None else set()
-    model.info["fitted_sources"] = sorted(training_sources | added_sources)
+    model.info["fitted_sources"] = sorted(training_sources | stored_sources)
     bundle.set_fusion(model)
     added = f" and {report['collection_queries']:,} added references of the collection" \
         if report["collection_queries"] else ""
