@@ -145,6 +145,7 @@ def test_the_page_shows_the_estimate_and_the_neighbours_in_chromium(world, tmp_p
     playwright = pytest.importorskip("playwright.sync_api")
     import uvicorn
     client, locator = _client(world, tmp_path)
+    locator.bundle.config["fusion"]["info"]["fitted_sources"] = []  # so that the collection view advises a refit
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(client.app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -172,6 +173,10 @@ def test_the_page_shows_the_estimate_and_the_neighbours_in_chromium(world, tmp_p
             page.click("#tab-collection")
             page.wait_for_selector(".cell-marker", timeout=30_000)
             page.wait_for_selector("#points tbody tr", timeout=30_000)
+            source = world["background"][0].source
+            summary = page.text_content("#collection-summary")
+            assert f"by source: {source} {len(world['background'])}" in summary, summary
+            assert source in page.text_content("#refit-advice") and page.is_visible("#refit-advice")
             browser.close()
     finally:
         server.should_exit = True

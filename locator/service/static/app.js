@@ -150,9 +150,16 @@ async function showCollection() {
       color: "#31a354", fillOpacity: 0.5, className: "cell-marker" }).bindPopup(`cell ${c.cell}: ${c.points} photos`));
   }
   if (cells.cells.length) map.fitBounds(cells.cells.map(c => [c.lat, c.lon]), { padding: [20, 20], maxZoom: 8, animate: false });
+  const h = await fetch("/v1/health").then(r => r.json());
+  const sources = Object.entries(h.sources).sort((a, b) => b[1] - a[1])
+    .map(([name, n]) => `${name || "(no source)"} ${n.toLocaleString()}`).join(", ");
   document.getElementById("collection-summary").textContent =
     `${cells.total.toLocaleString()} reference photos in ${cells.cells.length} cells` +
-    (cells.without_cell ? ` (${cells.without_cell} outside every cell)` : "");
+    (cells.without_cell ? ` (${cells.without_cell} outside every cell)` : "") + ` · by source: ${sources}`;
+  const advice = document.getElementById("refit-advice");
+  advice.textContent = h.refit_advised_for.length ? `The fused model was fitted without ${h.refit_advised_for.join(", ")}: ` +
+    "refit it on this collection (geoloc-train fusion --store …) so that it trusts these references." : "";
+  advice.classList.toggle("hidden", !h.refit_advised_for.length);
   await showPage();
 }
 
