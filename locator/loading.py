@@ -16,14 +16,18 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from locator.backbone import Preprocessing
+from locator.datasets import DatasetError
 from locator.images import ImageLoadError, load_image, to_model_image
+from locator.shards import ShardRecord
 
-ImageInput = str | Path | bytes | Image.Image | np.ndarray
+ImageInput = str | Path | bytes | Image.Image | np.ndarray | ShardRecord
 CPU_THREADS = 2
 READ_AHEAD = 32  # photos decoded ahead of the model on a CPU
 
 
 def photo_name(item: ImageInput, index: int) -> str:
+    if isinstance(item, ShardRecord):
+        return item.location
     return str(item) if isinstance(item, (str, Path)) else f"<image {index}>"
 
 
@@ -32,6 +36,11 @@ def read_photo(item: ImageInput) -> Image.Image:
     otherwise."""
     if isinstance(item, (str, Path)):
         return load_image(item)
+    if isinstance(item, ShardRecord):
+        try:
+            return load_image(item.read(), name=item.location)
+        except DatasetError as exc:  # the shard cannot be read there
+            raise ImageLoadError(str(exc)) from exc
     if isinstance(item, bytes):
         return load_image(item)
     if isinstance(item, Image.Image):

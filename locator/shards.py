@@ -14,7 +14,7 @@ from typing import BinaryIO
 import msgpack
 import numpy as np
 
-from locator.datasets import DatasetError
+from locator.datasets import DatasetError, Record
 from locator.feature_cache import group_ids
 
 
@@ -114,3 +114,40 @@ def read_metadata(path: str | Path) -> MetadataLookup:
     lat = np.asarray(table.column(names["lat"]).to_numpy(zero_copy_only=False), dtype=np.float64)
     lon = np.asarray(table.column(names["lon"]).to_numpy(zero_copy_only=False), dtype=np.float64)
     return MetadataLookup(keys[order], lat[order], lon[order], codes[order].astype(np.int32), [str(o) for o in unique])
+
+
+@dataclass(frozen=True)
+class ShardRecord:
+    """Where one photo lies in a shard, so that it is read by offset with no index of the shard."""
+
+    path: str
+    offset: int
+    length: int
+    photo_id: str
+
+    @property
+    def location(self) -> str:
+        """`SHARD#ID`, as records, payloads and thumbnails name a photo inside a shard."""
+        return f"{self.path}#{self.photo_id}"
+
+    def read(self) -> bytes:
+        return read_shard_record(self.path, self.offset, self.length)[1]
+
+
+def shard_records(shards: Iterable[str | Path], metadata: str | Path,
+                  source: str = "mp16") -> tuple[list[Record], list[ShardRecord], int]:
+    """The photos of `shards` that the metadata locates (one pass over the shards to index them): their records
+    (image `SHARD#ID`), where to read each, and how many shard records the metadata lacks."""
+    lookup = read_metadata(metadata)
+    records, places, missing = [], [], 0
+    for shard in shards:
+        ids, offsets, lengths = index_shard(shard)
+        rows = lookup.find(ids)
+        missing += int((rows < 0).sum())
+        for photo_id, offset, length, row in zip(ids, offsets, lengths, rows):
+            if row >= 0:
+                place = ShardRecord(str(shard), int(offset), int(length), photo_id)
+                records.append(Record(place.location, float(lookup.lat[row]), float(lookup.lon[row]),
+                                      lookup.owners[lookup.owner_codes[row]], photo_id, source))
+                places.append(place)
+    return records, places, missing

@@ -97,15 +97,33 @@ def _bundle(args: argparse.Namespace) -> int:
 def _features(args: argparse.Namespace) -> int:
     from training.features import build_feature_cache
     bundle = _load_bundle(args.bundle)
-    records = _records(args)
+    records, items = _feature_inputs(args)
     start = time.perf_counter()
     cache = build_feature_cache(records, bundle.backbone, args.out, backbone_id(bundle), dtype=args.dtype,
-                                batch_size=args.batch_size, device=args.device, precision=args.precision)
+                                batch_size=args.batch_size, device=args.device, precision=args.precision,
+                                items=items)
     elapsed = time.perf_counter() - start
     failed = int((cache.status == 2).sum())
     print(f"features: {int(cache.done.sum()):,} of {len(records):,} photos embedded ({failed} failed, see "
           f"{Path(args.out) / 'failures.csv'}) in {elapsed:.0f} s -> {args.out}")
     return 0
+
+
+def _feature_inputs(args: argparse.Namespace) -> tuple[list[Record], list | None]:
+    """The records to embed, and (for MP16 shards) where each photo lies in its shard."""
+    if not args.mp16_shards:
+        if not args.data:
+            raise SettingsError("give --data (a manifest) or --mp16-shards with --mp16-metadata")
+        return _records(args), None
+    if not args.mp16_metadata:
+        raise SettingsError("MP16 shards need their metadata CSV (--mp16-metadata)")
+    from locator.shards import shard_records
+    records, items, missing = shard_records(args.mp16_shards, args.mp16_metadata)
+    if missing:
+        print(f"features: {missing:,} shard records are not in {args.mp16_metadata} and are left out")
+    if not records:
+        raise DatasetError(f"{', '.join(args.mp16_shards)}: no record of these shards is in {args.mp16_metadata}")
+    return records, items
 
 
 def _write_text_log(bundle: Bundle, name: str, text: str) -> Path:
@@ -368,7 +386,9 @@ def _commands(commands: argparse._SubParsersAction) -> None:
 
     features = commands.add_parser("features", help="embed a dataset with the bundle's backbone (resumable)")
     features.add_argument("--bundle", required=True, type=Path, help="model bundle folder")
-    _add_data_arguments(features)
+    _add_data_arguments(features, required=False)
+    features.add_argument("--mp16-shards", nargs="+", default=None, help="MP16 msgpack shards instead of --data")
+    features.add_argument("--mp16-metadata", default=None, help="their metadata CSV (IMG_ID,AUTHOR,LAT,LON,…)")
     features.add_argument("--out", required=True, type=Path, help="feature cache folder")
     features.add_argument("--dtype", choices=["float16", "float32"], default="float16",
                           help="how the cache stores features (default: float16)")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,7 @@ from locator.backbone import PRECISIONS, Backbone, compute_dtype, default_device
 from locator.datasets import Record
 from locator.feature_cache import (DONE, FAILED, PENDING, FeatureCache, FeatureCacheError, group_ids, records_hash,
                                    write_index, write_labels)
-from locator.loading import load_stream
+from locator.loading import ImageInput, load_stream
 
 __all__ = ["DONE", "FAILED", "PENDING", "FeatureCache", "FeatureCacheError", "build_feature_cache"]
 
@@ -39,9 +39,11 @@ def _create(directory: Path, records: list[Record], meta: dict) -> FeatureCache:
 
 def build_feature_cache(records: list[Record], backbone: Backbone, directory: str | Path, backbone_id: str,
                         dtype: str = "float16", batch_size: int | None = None, device: str | None = None,
-                        progress: bool = True, workers: int | None = None, precision: str = "auto") -> FeatureCache:
+                        progress: bool = True, workers: int | None = None, precision: str = "auto",
+                        items: Sequence[ImageInput] | None = None) -> FeatureCache:
     """Embed `records` with `backbone` into `directory`, resuming a matching cache; returns the cache. The backbone
-    computes in `precision` ("auto": locator.backbone.autocast_dtype's; "float32": full), recorded in the cache."""
+    computes in `precision` ("auto": locator.backbone.autocast_dtype's; "float32": full), recorded in the cache.
+    `items` say where to read each record's photo when not at `record.image` (e.g. `ShardRecord`s)."""
     directory = Path(directory)
     if dtype not in ("float16", "float32"):
         raise FeatureCacheError(f"dtype must be float16 or float32, got {dtype!r}")
@@ -67,7 +69,7 @@ def build_feature_cache(records: list[Record], backbone: Backbone, directory: st
         writer = _RowWriter(cache, csv.writer(failures), failures, bar)
 
         def readable() -> Iterator[tuple[int, torch.Tensor]]:
-            images = [records[r].image for r in pending]
+            images = [(items[r] if items is not None else records[r].image) for r in pending]
             for position, item in load_stream(images, backbone.preprocessing, device, workers):
                 if isinstance(item, str):
                     writer.failed(int(pending[position]), records[pending[position]].image, item)

@@ -81,3 +81,36 @@ def test_backbone_smoke_finetune_changes_weights(world, tmp_path):
     assert "ce" in bundle.heads
     losses = (tmp_path / "b" / "logs" / "backbone.csv").read_text().splitlines()[1:]
     assert len(losses) == 1 and np.isfinite(float(losses[0].split(",")[1]))
+
+
+def test_features_from_mp16_shards_equal_those_from_the_files(world, tmp_path, capsys):
+    """The same photos as shard records (with one record the metadata lacks and one that is not an image) give
+    the same cached features as from their files."""
+    root, manifest, coords = world
+    from locator.datasets import read_manifest
+    from locator.feature_cache import FeatureCache
+    from locator.shards import write_shard
+    records = read_manifest(manifest)
+    geoloc_train(["partition", "--coords", str(coords), "--tau-max", "10", "--out", str(tmp_path / "cells.csv")])
+    geoloc_train(["bundle", "--out", str(tmp_path / "b"), "--partitions", str(tmp_path / "cells.csv"), "--size", "64"])
+    shards = [tmp_path / "a.msg", tmp_path / "b.msg"]
+    write_shard(shards[0], [(r.photo_id, open(r.image, "rb").read()) for r in records[:20]] + [("orphan", b"x")])
+    write_shard(shards[1], [(r.photo_id, open(r.image, "rb").read()) for r in records[20:]] + [("broken", b"nope")])
+    metadata = tmp_path / "mp16.csv"
+    metadata.write_text("IMG_ID,AUTHOR,LAT,LON\n" + "".join(f"{r.photo_id},{r.owner},{r.lat},{r.lon}\n" for r in records)
+                        + "broken,someone,10.0,20.0\n")
+    common = ["features", "--bundle", str(tmp_path / "b"), "--dtype", "float32"]
+    assert geoloc_train([*common, "--data", str(manifest), "--out", str(tmp_path / "files")]) == 0
+    assert geoloc_train([*common, "--mp16-shards", *map(str, shards), "--mp16-metadata", str(metadata),
+                         "--out", str(tmp_path / "shards")]) == 0
+    assert "1 shard records are not in" in capsys.readouterr().out
+    files, sharded = FeatureCache.open(tmp_path / "files"), FeatureCache.open(tmp_path / "shards")
+    by_id = {r.photo_id: k for k, r in enumerate(files.records)}
+    rows = [k for k, r in enumerate(sharded.records) if r.photo_id != "broken"]
+    assert len(rows) == len(records) and sharded.records[rows[0]].image == f"{shards[0]}#{records[0].photo_id}"
+    assert not sharded.done[[k for k, r in enumerate(sharded.records) if r.photo_id == "broken"]].any()
+    assert sharded.done[rows].all()
+    expected = files.as_float32(np.array([by_id[sharded.records[k].photo_id] for k in rows]))
+    np.testing.assert_allclose(sharded.as_float32(np.array(rows)), expected, atol=1e-5)
+    assert geoloc_train([*common, "--mp16-shards", str(shards[0]), "--out", str(tmp_path / "x")]) == 2
+    assert "--mp16-metadata" in capsys.readouterr().err
