@@ -68,16 +68,17 @@ def _init_ray(settings: IngestSettings) -> int:
     import ray
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if settings.address:
-        ray.init(address=settings.address, log_to_driver=False)
+        ray.init(address=settings.address, log_to_driver=False, logging_level=logging.WARNING)
     else:  # Ray finds the GPUs itself
         # The driver owns every block, and Ray keeps lineage (task specifications) for owned objects up to
         # max_lineage_bytes (1 GB by default): the driver's memory would grow with the photos. A failed block fails
         # the run instead of being rebuilt, and a rerun resumes exactly.
         ray.init(num_cpus=os.cpu_count(), object_store_memory=settings.object_store_mb * 1024 ** 2,
-                 include_dashboard=False, log_to_driver=False,
+                 include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
                  _system_config={"max_lineage_bytes": LINEAGE_BYTES})
     ray.data.DataContext.get_current().enable_progress_bars = False  # our own bar counts written photos
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # no "progress bars disabled" line
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # no INFO lines about each dataset across our bar
     return int(ray.cluster_resources().get("GPU", 0))
 
 
