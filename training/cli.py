@@ -109,14 +109,21 @@ def _features(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reads_shards(args: argparse.Namespace) -> bool:
+    """True for MP16 shards with their metadata, False for --data; a clear error for anything else."""
+    if args.mp16_shards:
+        if not args.mp16_metadata:
+            raise SettingsError("MP16 shards need their metadata CSV (--mp16-metadata)")
+        return True
+    if not args.data:
+        raise SettingsError("give --data (a manifest) or --mp16-shards with --mp16-metadata")
+    return False
+
+
 def _feature_inputs(args: argparse.Namespace) -> tuple[list[Record], list | None]:
     """The records to embed, and (for MP16 shards) where each photo lies in its shard."""
-    if not args.mp16_shards:
-        if not args.data:
-            raise SettingsError("give --data (a manifest) or --mp16-shards with --mp16-metadata")
+    if not _reads_shards(args):
         return _records(args), None
-    if not args.mp16_metadata:
-        raise SettingsError("MP16 shards need their metadata CSV (--mp16-metadata)")
     from locator.shards import shard_records
     records, items, missing = shard_records(args.mp16_shards, args.mp16_metadata)
     if missing:
@@ -254,14 +261,10 @@ def _finetune_ranks(args: argparse.Namespace, ranks: Ranks) -> int:
     from training.photo_data import PhotoIndex
     bundle = _load_bundle(args.bundle)
     fine = bundle.partitions[-1]
-    if args.mp16_shards:
-        if not args.mp16_metadata:
-            raise SettingsError("MP16 shards need their metadata CSV (--mp16-metadata)")
+    if _reads_shards(args):
         index = PhotoIndex.from_shards(args.mp16_shards, args.mp16_metadata, fine)
-    elif args.data:
-        index = PhotoIndex.from_records(_records(args), fine)
     else:
-        raise SettingsError("give --data (a manifest) or --mp16-shards with --mp16-metadata")
+        index = PhotoIndex.from_records(_records(args), fine)
     settings = from_args(BackboneSettings, args)
     head, losses = finetune_backbone(bundle.backbone, index, fine, settings, device=args.device,
                                      checkpoints=args.checkpoints, resume=args.resume)

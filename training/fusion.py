@@ -176,8 +176,10 @@ def _calibrate_fold(bundle: Bundle, fit: TrainingRows, held: np.ndarray, setting
     refs = fit.usable[(predicted == cells[fit.usable]) & (cells[fit.usable] >= 0)]
     if not len(refs):
         raise DataError("no training photo is placeable by the retrained head: too few photos for the fusion model")
+    embed_on = resolve_device(device)
+
     def embed_rows(rows: np.ndarray) -> np.ndarray:
-        return embed(rrm, fit.gather(rows).astype(np.float32), device=resolve_device(device))
+        return embed(rrm, fit.gather(rows).astype(np.float32), device=embed_on)
 
     # The global search streams the whole index once per chunk of queries: chunks as large as memory allows.
     with ReferenceIndex.build(embed_rows, refs, fit.dim, fit.lat[refs], fit.lon[refs], cells[refs]) as index:

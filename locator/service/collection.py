@@ -99,10 +99,11 @@ class ServedCollection:
             raise DataError(encoded.errors[0])
         self.store.add([point], encoded.embeddings[:1])
         self.store.flush()
-        with self._lock:  # a photo added again replaces itself
-            at = int(np.searchsorted(self._ids, point.id)) if self._ids is not None else 0
-            if self._ids is not None and (at == len(self._ids) or self._ids[at] != point.id):
-                self._ids = np.insert(self._ids, at, point.id)
+        with self._lock:
+            if self._ids is not None:
+                at = int(np.searchsorted(self._ids, point.id))
+                if at == len(self._ids) or self._ids[at] != point.id:  # a photo added again replaces itself
+                    self._ids = np.insert(self._ids, at, point.id)
         return point
 
     # --- the collection -------------------------------------------------------------------------------------
