@@ -5,7 +5,8 @@ The GPU machine has torch, timm, numpy, scikit-learn, scipy, pillow, msgpack, sa
 im2gps2k photos), but not Ray, FastAPI or the im2gps2k demo run. So this measures what needs none of them:
 
 1. `features.py` on the carried photos: the feature cache's photos/s, bucketed and at the exact aspect, and the
-   network alone on uniform tensors;
+   network alone on uniform tensors (on a GPU: after a first pass that autotunes each bucket, over the photos
+   four times, and the exact aspect on 128 photos: each of its shapes is autotuned anew);
 2. a small bundle built from the carried photos by the usual `geoloc-train` stages (split, hierarchy, bundle,
    features, the ce head, the RRM, the fused model);
 3. ingest's own stages (`decode_batch` → `Embedder` → `WriterStage`) called without Ray: decoding on a thread
@@ -13,15 +14,19 @@ im2gps2k photos), but not Ray, FastAPI or the im2gps2k demo run. So this measure
    `--repeat` times, each copy under its own photo id, timed after the first batch: photos/s for one GPU. Ray
    would decode in processes on every CPU instead; the embedding on the GPU is the same;
 4. `locate.py` on the held-out photos against that collection: ms per photo by stage at batch 1 and 64;
-5. with `--train-scale`: `train_scale.py` at its full 4.7 M rows (needs ~17 GB of disk and several minutes, and
+5. backbone fine-tuning read from MP16-format msgpack shards of the training photos: photos/s on one device,
+   loader start-up included (one GPU: DDP's scaling across GPUs needs a machine with several);
+6. with `--train-scale`: `train_scale.py` at its full 4.7 M rows (needs ~17 GB of disk and several minutes, and
    the MP16 coordinates and partitions of `shared/meta`: carry them, see below).
+
+A step that fails is recorded in `gpu_session.json` and the session goes on; every step's results are written
+as soon as it ends.
 
     bash ../shared/tools/gpu-carry.sh 500
     mkdir -p .gpu/shared/meta && cp ../shared/meta/{mp16_coordinates_100k,cells_50_*}.csv .gpu/shared/meta/
     # on the GPU machine (device run, carry [".gpu"]):
-    source .gpu/setup.sh && python benchmarks/gpu_session.py --results "$OUT/results"
-    source .gpu/setup.sh && GEOLOC_SHARED=.gpu/shared python benchmarks/train_scale.py --work /tmp/train_scale \
-        --seconds 30 --results "$OUT/results"
+    source .gpu/setup.sh && GEOLOC_SHARED=.gpu/shared python benchmarks/gpu_session.py --results "$OUT/results" \
+        --repeat 20 --train-scale
 
 Every result names its device. Copy the files into `benchmarks/results/gpu/` and summarise them in the README.
 """
@@ -34,6 +39,7 @@ import os
 import subprocess
 import sys
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -47,6 +53,40 @@ ARCH, SIZE = "tf_efficientnet_lite0", 300
 def run(*command: str) -> None:
     print("+", " ".join(command), flush=True)
     subprocess.run([sys.executable, *command], check=True, cwd=ROOT)
+
+
+def finetune_rate(bundle: Path, rows: list[dict], work: Path, steps: int, batch: int, workers: int) -> dict:
+    """Backbone fine-tuning read from MP16-format shards of `rows` (their photos): photos/s on one device, with
+    the loader's start-up and cuDNN's autotuning included (a lower bound on the steady rate)."""
+    from locator.bundle import Bundle
+    from locator.shards import write_shard
+    from training.backbone import finetune_backbone
+    from training.photo_data import PhotoIndex
+    from training.settings import BackboneSettings
+    folder = work / "shards"
+    folder.mkdir(parents=True, exist_ok=True)
+    shards = [folder / f"shard{k}.msg" for k in range(4)]
+    for k, path in enumerate(shards):
+        write_shard(path, ((r["photo_id"], Path(r["image"]).read_bytes()) for r in rows[k::4]))
+    metadata = folder / "metadata.csv"
+    metadata.write_text("IMG_ID,AUTHOR,LAT,LON\n" + "".join(f"{r['photo_id']},{r['owner']},{r['lat']},{r['lon']}\n"
+                                                             for r in rows))
+    loaded = Bundle.load(bundle)
+    fine = loaded.partitions[-1]
+    index = PhotoIndex.from_shards(shards, metadata, fine)
+    settings = BackboneSettings(epochs=1, batch_size=batch, max_steps=steps, workers=workers, batch_norm="train")
+    start = time.perf_counter()
+    _, losses = finetune_backbone(loaded.backbone, index, fine, settings, progress=False)
+    seconds = time.perf_counter() - start
+    photos = min(steps * batch, len(index))
+    return {"photos": photos, "seconds": round(seconds, 2), "photos_per_second": round(photos / seconds, 1),
+            "batch_size": batch, "workers": workers, "image_size": settings.image_size, "loss": round(losses[-1], 4),
+            "input": "MP16-format msgpack shards of real JPEGs", "amp": "float16" if torch_cuda() else "off"}
+
+
+def torch_cuda() -> bool:
+    import torch
+    return torch.cuda.is_available()
 
 
 def build_world(photos: str, work: Path) -> Path:
@@ -131,37 +171,64 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/geoloc-gpu-session"))
     parser.add_argument("--repeat", type=int, default=None,
                         help="ingest every training photo this many times, timed (default: 50 on a GPU, 8 on a CPU)")
+    parser.add_argument("--finetune-steps", type=int, default=None,
+                        help="fine-tuning steps timed (default: 100 of 64 photos on a GPU, 4 of 16 on a CPU)")
     parser.add_argument("--train-scale", action="store_true", help="also train_scale.py at full size")
+    parser.add_argument("--train-scale-seconds", type=float, default=20.0, help="train_scale.py's cap per head")
     args = parser.parse_args()
     if not args.photos:
         raise SystemExit("give --photos (or GEOLOC_GPU_PHOTOS): a manifest of real photos")
     args.results.mkdir(parents=True, exist_ok=True)
-    clock = {}
-    start = time.perf_counter()
-    run(str(HERE / "features.py"), "--photos", args.photos, "--results", str(args.results))
-    clock["features"] = time.perf_counter() - start
-    bundle = build_world(args.photos, args.work)
-    clock["world"] = time.perf_counter() - start - sum(clock.values())
-    import torch
-    gpu = torch.cuda.is_available()
-    batch, threads = (256, max(1, (os.cpu_count() or 2) - 1)) if gpu else (64, 1)
-    repeat = args.repeat or (50 if gpu else 8)
-    store = f"edge:{args.work / 'store'}"
-    timed = ingest_stages(bundle, store, repeated(read_rows(args.work / "split" / "train.csv"), repeat), batch,
-                          threads)
-    report = {"device": device_name(), "backbone": f"{ARCH} at {SIZE} px", "repeated": repeat, "ingest": timed}
-    (args.results / "ingest_stages.json").write_text(json.dumps(report, indent=2) + "\n")
-    print("ingest stages:", json.dumps(report), flush=True)
-    clock["ingest"] = time.perf_counter() - start - sum(clock.values())
-    run(str(HERE / "locate.py"), "--bundle", str(bundle), "--store", store, "--photos",
-        str(args.work / "split" / "val.csv"), "--results", str(args.results))
-    clock["locate"] = time.perf_counter() - start - sum(clock.values())
+    gpu = torch_cuda()
+    session = Session(args.results)
+    session.step("features", run, str(HERE / "features.py"), "--photos", args.photos, "--results", str(args.results),
+                 *(("--repeat", "4", "--exact-n", "128") if gpu else ()))
+    bundle = session.step("world", build_world, args.photos, args.work)
+    if bundle is not None:
+        train = read_rows(args.work / "split" / "train.csv")
+        batch, threads = (256, max(1, (os.cpu_count() or 2) - 1)) if gpu else (64, 1)
+        repeat = args.repeat or (50 if gpu else 8)
+        store = f"edge:{args.work / 'store'}"
+        timed = session.step("ingest", ingest_stages, bundle, store, repeated(train, repeat), batch, threads)
+        if timed is not None:
+            session.write("ingest_stages.json", {"device": device_name(), "backbone": f"{ARCH} at {SIZE} px",
+                                                 "repeated": repeat, "ingest": timed})
+            session.step("locate", run, str(HERE / "locate.py"), "--bundle", str(bundle), "--store", store,
+                         "--photos", str(args.work / "split" / "val.csv"), "--results", str(args.results))
+        steps, batch = (args.finetune_steps or 100, 64) if gpu else (args.finetune_steps or 4, 16)
+        tuned = session.step("finetune", finetune_rate, bundle, repeated(train, 20 if gpu else 1),
+                             args.work / "finetune", steps, batch, max(1, (os.cpu_count() or 2) - 2))
+        if tuned is not None:
+            session.write("finetune.json", {"device": device_name(), "backbone": f"{ARCH} at {SIZE} px", **tuned})
     if args.train_scale:
-        run(str(HERE / "train_scale.py"), "--work", str(args.work / "train_scale"), "--results", str(args.results))
-        clock["train_scale"] = time.perf_counter() - start - sum(clock.values())
-    (args.results / "gpu_session.json").write_text(json.dumps({"device": device_name(), "seconds": {
-        k: round(v, 1) for k, v in clock.items()}}, indent=2) + "\n")
-    print("gpu session: done in", {k: round(v) for k, v in clock.items()}, "s ->", args.results, flush=True)
+        session.step("train_scale", run, str(HERE / "train_scale.py"), "--work", str(args.work / "train_scale"),
+                     "--seconds", str(args.train_scale_seconds), "--results", str(args.results))
+    print("gpu session: done", json.dumps(session.report), "->", args.results, flush=True)
+
+
+class Session:
+    """Each step timed and recorded as it ends (a step that fails is recorded, and the session goes on), so that
+    a session cut short still returns what it measured."""
+
+    def __init__(self, results: Path) -> None:
+        self.results, self.start = results, time.perf_counter()
+        self.report = {"device": device_name(), "seconds": {}, "failed": {}}
+
+    def step(self, name: str, fn, *args):
+        started = time.perf_counter()
+        try:
+            return fn(*args)
+        except Exception as exc:  # noqa: BLE001 - a lent GPU's time is scarce: record the failure, go on
+            self.report["failed"][name] = f"{type(exc).__name__}: {exc}"[-2000:]
+            traceback.print_exc()
+            return None
+        finally:
+            self.report["seconds"][name] = round(time.perf_counter() - started, 1)
+            self.write("gpu_session.json", self.report)
+
+    def write(self, name: str, report: dict) -> None:
+        (self.results / name).write_text(json.dumps(report, indent=2) + "\n")
+        print(name, json.dumps(report), flush=True)
 
 
 if __name__ == "__main__":

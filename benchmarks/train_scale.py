@@ -105,8 +105,9 @@ def _cuda() -> bool:
 def run_stage(kind: str, work: Path, seconds: float, steps: int, partition_files: list[Path]) -> dict:
     result = subprocess.run([sys.executable, "-c", STAGE, kind, str(work), str(seconds), str(steps),
                              *map(str, partition_files)], capture_output=True, text=True)
-    if result.returncode:
-        raise SystemExit(f"stage {kind} failed:\n{result.stderr[-3000:]}")
+    if result.returncode:  # recorded, and the other stages still run
+        print(f"stage {kind} failed:\n{result.stderr[-3000:]}", file=sys.stderr, flush=True)
+        return {"failed": result.stderr[-2000:]}
     return json.loads(result.stdout.split("RESULT", 1)[1])
 
 
@@ -125,16 +126,21 @@ def main() -> None:
     build_seconds = time.perf_counter() - start
     size_gb = (args.work / "cache" / "features.npy").stat().st_size / 1e9
     stages = {}
-    for kind in ("ce", "hc", "mvmf", "rrm"):
-        stages[kind] = run_stage(kind, args.work / "cache", args.seconds, args.rrm_steps, partition_files)
-        print(kind, json.dumps(stages[kind]), flush=True)
     report = {"rows": args.rows, "cells": [len(p) for p in partitions], "dim": DIM, "cache_gb": round(size_gb, 1),
               "cache_build_seconds": round(build_seconds, 1),
               "cache_noise_drawn_on": "cuda (torch)" if _cuda() else "cpu (numpy)", "cpu_count": os.cpu_count(),
               "time_cap_seconds": args.seconds, "rrm_steps": args.rrm_steps, "stages": stages}
+    for kind in ("ce", "hc", "mvmf", "rrm"):
+        stages[kind] = run_stage(kind, args.work / "cache", args.seconds, args.rrm_steps, partition_files)
+        print(kind, json.dumps(stages[kind]), flush=True)
+        write_report(args, report, size_gb)  # after every stage: a run cut short keeps what it measured
+
+
+def write_report(args: argparse.Namespace, report: dict, size_gb: float) -> None:
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "train_scale.json").write_text(json.dumps(report, indent=2) + "\n")
-    device = stages["ce"]["device"]
+    stages = report["stages"]
+    device = next((s["device"] for s in stages.values() if "device" in s), "?")
     lines = ["# Training at MP16 scale\n",
              f"{args.rows:,} rows × {DIM} float16 features ({size_gb:.1f} GB on disk, synthetic with a location "
              f"signal), the real MP16 partitions ({' / '.join(f'{c:,}' for c in report['cells'])} cells), on "
@@ -142,7 +148,7 @@ def main() -> None:
              f"{args.rrm_steps} steps of 128 pairs. Each stage in its own process.\n",
              "| stage | samples/s | peak RSS (MB) | seconds |", "|---|---|---|---|"]
     lines += [f"| {kind} | {s['samples_per_second']:,.0f} | {s['peak_rss_mb']:,.0f} | {s['seconds']:.0f} |"
-              for kind, s in stages.items()]
+              if "failed" not in s else f"| {kind} | failed | | |" for kind, s in stages.items()]
     (args.results / "train_scale.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -78,12 +78,17 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device) if device is not None else default_device()
 
 
-def to_device(x: np.ndarray, device: torch.device) -> torch.Tensor:
-    """Stored-dtype rows → float32 on the device (the cast happens there; pinned, non-blocking on CUDA)."""
+def upload(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    """An array as a tensor on the device (pinned and non-blocking on CUDA), in its own dtype."""
     tensor = torch.from_numpy(np.ascontiguousarray(x))
     if device.type == "cuda":
-        tensor = tensor.pin_memory().to(device, non_blocking=True)
-    return tensor.to(device).float()
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
+def to_device(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Stored-dtype rows → float32 on the device (the cast happens there)."""
+    return upload(x, device).float()
 
 
 def _loss(head: Head, x: torch.Tensor, classes: torch.Tensor, latlon: torch.Tensor) -> torch.Tensor:
@@ -125,8 +130,9 @@ def train_head(kind: str, data: TrainingRows, partitions: list[Partition], setti
     usable = data.usable if kind == "mvmf" else data.usable[classes[data.usable, -1] >= 0]
     train_rows, val_rows = holdout(data, usable, settings.validation, settings.max_validation, settings.seed)
     val_x = data.gather(val_rows)
-    classes_t = torch.from_numpy(classes)
-    latlon_t = torch.from_numpy(np.stack([data.lat, data.lon], axis=1))
+    # every row's classes and (lat, lon) live on the device: a step uploads only its features and row ids
+    classes_t = torch.from_numpy(classes).to(device)
+    latlon_t = torch.from_numpy(np.stack([data.lat, data.lon], axis=1)).to(device)
     steps = max(1, -(-len(train_rows) // settings.batch_size))
     optimiser, scheduler = adamw_cosine(head.parameters(), settings.lr, settings.weight_decay, settings.epochs * steps)
     rng = np.random.default_rng(settings.seed)
@@ -134,21 +140,22 @@ def train_head(kind: str, data: TrainingRows, partitions: list[Partition], setti
     best_key, best_state, waited, seen, start, training_seconds = None, None, 0, 0, time.perf_counter(), 0.0
     for epoch in tqdm(range(1, settings.epochs + 1), desc=f"head {kind}", unit="epoch", disable=not progress):
         head.train()
-        total = 0.0
+        total = torch.zeros((), dtype=torch.float64, device=device)  # summed on the device: no sync per step
         epoch_rows, epoch_start = 0, time.perf_counter()
         for rows, x in batches(data, train_rows, settings.batch_size, rng):
-            loss = _loss(head, to_device(x, device), classes_t[rows].to(device), latlon_t[rows].to(device))
+            on = upload(rows, device)
+            loss = _loss(head, to_device(x, device), classes_t[on], latlon_t[on])
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
             scheduler.step()
-            total += loss.item() * len(rows)
+            total += loss.detach().double() * len(rows)
             epoch_rows += len(rows)
             if settings.max_seconds is not None and time.perf_counter() - start > settings.max_seconds:
                 break
+        entry = EpochLog(epoch, total.item() / max(epoch_rows, 1))
         seen += epoch_rows
-        training_seconds += time.perf_counter() - epoch_start
-        entry = EpochLog(epoch, total / max(epoch_rows, 1))
+        training_seconds += time.perf_counter() - epoch_start  # after .item(): the device has finished the epoch
         if len(val_rows):
             for name, value in validate(head, val_x, classes[val_rows], data.lat[val_rows], data.lon[val_rows],
                                         device).items():

@@ -6,6 +6,8 @@ import torch
 
 
 def adamw_cosine(parameters, lr: float, weight_decay: float, total_steps: int):
-    optimiser = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+    parameters = list(parameters)
+    fused = bool(parameters) and all(p.is_cuda for p in parameters)  # one kernel per step on the GPU
+    optimiser = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay, fused=True if fused else None)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(total_steps, 1))
     return optimiser, scheduler
