@@ -96,7 +96,7 @@ def main() -> None:
                              "hundred photos on a GPU; every copy is decoded again)")
     parser.add_argument("--exact-n", type=int, default=None,
                         help="time the exact aspect on the first N photos only (on a GPU each new shape is "
-                             "autotuned, which takes most of a lent session; default: all)")
+                             "planned anew by cuDNN, which takes seconds; default: all)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON and markdown go")
     args = parser.parse_args()
     device = default_device()
@@ -107,7 +107,7 @@ def main() -> None:
               "backbone": f"{ARCH} at {SIZE} px", "photos": len(records), **shapes([r.image for r in records])}
     work = Path(tempfile.mkdtemp(prefix="geoloc-features-"))
     try:
-        if device.type == "cuda":  # cuDNN autotunes each bucket's shape once per process: timed apart
+        if device.type == "cuda":  # cuDNN plans each shape once per process: timed apart
             report["bucketed_first_pass_photos_per_second"] = round(cache_rate(records, 32, device, work, "-warm")[0], 1)
         report["bucketed_timed_photos"] = len(records) * args.repeat
         bucketed_rate, bucketed = cache_rate(records * args.repeat, 32, device, work)
@@ -134,7 +134,7 @@ def main() -> None:
                if report["exact_photos"] < report["photos"] else []),
              *([f"The buckets were timed over {report['bucketed_timed_photos']:,} photos (the photos "
                 f"{args.repeat} times over, each decoded again).\n"] if args.repeat > 1 else []),
-             *([f"On CUDA the buckets were timed after a first pass, in which cuDNN autotuned each shape "
+             *([f"On CUDA the buckets were timed after a first pass, in which cuDNN planned each shape "
                 f"({report['bucketed_first_pass_photos_per_second']} photos/s).\n"]
                if "bucketed_first_pass_photos_per_second" in report else []),
              f"Aspect change from bucketing: max {100 * report['aspect_error']['max']:.1f} %, mean "

@@ -6,7 +6,7 @@ im2gps2k photos), but not Ray, FastAPI or the im2gps2k demo run. So this measure
 
 1. `features.py` on the carried photos: the feature cache's photos/s, bucketed and at the exact aspect, and the
    network alone on uniform tensors (on a GPU: after a first pass that autotunes each bucket, over the photos
-   four times, and the exact aspect on 128 photos: each of its shapes is autotuned anew);
+   four times, and the exact aspect on 16 photos: cuDNN plans each of its shapes anew);
 2. a small bundle built from the carried photos by the usual `geoloc-train` stages (split, hierarchy, bundle,
    features, the ce head, the RRM, the fused model);
 3. ingest's own stages (`decode_batch` → `Embedder` → `WriterStage`) called without Ray: decoding on a thread
@@ -182,7 +182,7 @@ def main() -> None:
     gpu = torch_cuda()
     session = Session(args.results)
     session.step("features", run, str(HERE / "features.py"), "--photos", args.photos, "--results", str(args.results),
-                 *(("--repeat", "4", "--exact-n", "128") if gpu else ()))
+                 *(("--repeat", "4", "--exact-n", "16") if gpu else ()))
     bundle = session.step("world", build_world, args.photos, args.work)
     if bundle is not None:
         train = read_rows(args.work / "split" / "train.csv")

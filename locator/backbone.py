@@ -172,11 +172,9 @@ def prepare(backbone: nn.Module, device: torch.device, fold: bool = True) -> nn.
     """An inference copy of the backbone on `device`: eval mode, channels_last (~1.7× faster on this CPU), and with
     `fold`, batch norms folded into their convolutions where that computes the same in float32 (locator.folding;
     under bfloat16 the folded features are a little further from float32's: benchmarks/results/features.md and
-    folding_eval.md). On CUDA, cuDNN benchmarks kernels per shape: worth it now that shape buckets bound the shapes.
+    folding_eval.md).
     The copy is kept until the backbone's weights change (an optimiser step, a load), and the backbone itself is
     left as it is."""
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
     key = (str(device), fold, *((t.data_ptr(), -1 if t.is_inference() else t._version)  # inference tensors: no version
                                 for t in (*backbone.parameters(), *backbone.buffers())))
     cached = _PREPARED.get(backbone)
@@ -221,17 +219,29 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
     return None
 
 
+def padded_size(rows: int) -> int:
+    """The batch size a GPU computes `rows` photos in: the next power of two. cuDNN plans kernels anew for every
+    input shape, batch size included (measured on an H200: seconds per new shape, benchmarks/results/gpu), so a
+    stream's batch sizes are kept to a few; eval-mode rows are independent, and the padding is dropped after."""
+    return 1 << max(rows - 1, 0).bit_length()
+
+
 @torch.inference_mode()
 def forward_batch(backbone: nn.Module, batch: torch.Tensor, device: torch.device,
-                  dtype: torch.dtype | None = None) -> np.ndarray:
+                  dtype: torch.dtype | None = None, pad: bool | None = None) -> np.ndarray:
     """Features (B, D) float32 of one batch of equal-shape tensors, under `autocast_dtype(device)` unless `dtype`
-    is given (torch.float32 forces full precision). The copy to a GPU is pinned and non-blocking."""
+    is given (torch.float32 forces full precision). The copy to a GPU is pinned and non-blocking. `pad` (default:
+    on CUDA) computes the batch at `padded_size`."""
+    rows = len(batch)
     if device.type == "cuda":
         batch = batch.pin_memory()
-    batch = batch.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+    batch = batch.to(device, non_blocking=True)
+    if (device.type == "cuda" if pad is None else pad) and padded_size(rows) > rows:
+        batch = torch.cat([batch, batch.new_zeros((padded_size(rows) - rows, *batch.shape[1:]))])
+    batch = batch.contiguous(memory_format=torch.channels_last)
     dtype = dtype or autocast_dtype(device)
     with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype not in (None, torch.float32)):
-        return backbone(batch).float().cpu().numpy()
+        return backbone(batch)[:rows].float().cpu().numpy()
 
 
 def stream_features(backbone: nn.Module, stream: Iterable[tuple[int, torch.Tensor]], batch_size: int | None = None,

@@ -6,7 +6,7 @@ from safetensors.torch import save_file
 
 from locator import backbone as backbone_module
 from locator.backbone import (BackboneError, Preprocessing, autocast_dtype, create_backbone, extract_features,
-                              forward_batch, prepare)
+                              forward_batch, padded_size, prepare)
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +44,18 @@ def test_batched_features_equal_one_at_a_time(lite0):
     single = np.concatenate([extract_features(lite0, [t], batch_size=1, device="cpu") for t in tensors])
     assert batched.shape == (7, 1280)
     assert np.max(np.abs(batched - single)) <= 1e-4
+
+
+def test_padded_batches_give_the_same_features(lite0):
+    assert [padded_size(n) for n in (1, 2, 3, 4, 5, 64, 65, 128)] == [1, 2, 4, 4, 8, 64, 128, 128]
+    assert all(padded_size(n) >= n > padded_size(n) // 2 for n in range(2, 300))  # the next power of two
+    rng = np.random.default_rng(1)
+    batch = torch.stack([lite0.preprocessing.to_tensor(Image.fromarray(rng.integers(0, 255, (90, 120, 3), np.uint8)))
+                         for _ in range(5)])
+    model, cpu = prepare(lite0, torch.device("cpu")), torch.device("cpu")
+    padded = forward_batch(model, batch, cpu, torch.float32, pad=True)
+    assert padded.shape == (5, 1280)
+    assert np.max(np.abs(padded - forward_batch(model, batch, cpu, torch.float32, pad=False))) <= 1e-4
 
 
 def test_cpu_precision_follows_the_hardware(monkeypatch):
