@@ -61,6 +61,7 @@ test: install
 bench: install
 	$(BIN)/python benchmarks/partition.py
 	$(BIN)/python benchmarks/features.py
+	$(BIN)/python benchmarks/draft_decode.py
 	$(BIN)/python benchmarks/ingest_scale.py
 	$(BIN)/python benchmarks/train_scale.py
 	$(BIN)/python benchmarks/fusion_scale.py

@@ -5,14 +5,15 @@ The GPU machine has torch, timm, numpy, scikit-learn, scipy, pillow, msgpack, sa
 im2gps2k photos), but not Ray, FastAPI or the im2gps2k demo run. So this measures what needs none of them:
 
 1. `features.py` on the carried photos: the feature cache's photos/s, bucketed and at the exact aspect, and the
-   network alone on uniform tensors (on a GPU: after a first pass that autotunes each bucket, over the photos
-   four times, and the exact aspect on 16 photos: cuDNN plans each of its shapes anew);
+   network alone on uniform tensors (on a GPU: the photos four times over, timed after a first pass over the
+   same stream in which cuDNN plans each shape and batch size; the exact aspect on 16 photos only);
 2. a small bundle built from the carried photos by the usual `geoloc-train` stages (split, hierarchy, bundle,
    features, the ce head, the RRM, the fused model);
 3. ingest's own stages (`decode_batch` → `Embedder` → `WriterStage`) called without Ray: decoding on a thread
    pool, a batch ahead of the embedding, one writer into Qdrant Edge. The training split's photos go in
-   `--repeat` times, each copy under its own photo id, timed after the first batch: photos/s for one GPU. Ray
-   would decode in processes on every CPU instead; the embedding on the GPU is the same;
+   `--repeat` times, each copy under its own photo id: photos/s for one GPU, over the whole run and over its
+   second half (when cuDNN has planned most shapes and batch sizes). Ray would decode in processes on every
+   CPU instead; the embedding on the GPU is the same;
 4. `locate.py` on the held-out photos against that collection: ms per photo by stage at batch 1 and 64;
 5. backbone fine-tuning read from MP16-format msgpack shards of the training photos: photos/s on one device,
    loader start-up included (one GPU: DDP's scaling across GPUs needs a machine with several);
@@ -130,23 +131,24 @@ def ingest_stages(bundle: Path, location: str, rows: list[dict], batch: int, thr
         return {key: np.concatenate([d[key] for d in done]) for key in done[0]}
 
     batches = [rows[s:s + batch] for s in range(0, len(rows), batch)]
-    written, start, pending = 0, None, decode(batches[0])
+    pending, clock, written = decode(batches[0]), [time.perf_counter()], [0]
     for i in range(len(batches)):
         decoded = gather(pending)
         if i + 1 < len(batches):
             pending = decode(batches[i + 1])  # the next batch decodes while this one is embedded
-        counts = writer(embedder(decoded))
-        if start is None:
-            start, first = time.perf_counter(), len(batches[0])
-        else:
-            written += int(counts["written"].sum())
-    seconds = time.perf_counter() - start
+        written.append(written[-1] + int(writer(embedder(decoded))["written"].sum()))
+        clock.append(time.perf_counter())
     pool.shutdown()
     writer.writer.close()
     writer.store.close()
-    return {"photos": len(rows), "timed_photos": written, "first_batch_excluded": first, "seconds": round(seconds, 2),
-            "photos_per_second": round(written / seconds, 1) if seconds > 0 else None, "batch_size": batch,
-            "decode_threads": threads}
+    half = len(batches) // 2  # by then cuDNN has planned most shapes and batch sizes: the steady rate
+
+    def rate(a: int, b: int) -> float | None:
+        return round((written[b] - written[a]) / (clock[b] - clock[a]), 1) if clock[b] > clock[a] else None
+
+    return {"photos": len(rows), "written": written[-1], "seconds": round(clock[-1] - clock[0], 2),
+            "photos_per_second": rate(0, len(batches)), "second_half_photos_per_second": rate(half, len(batches)),
+            "batch_size": batch, "decode_threads": threads}
 
 
 def read_rows(manifest: Path) -> list[dict]:

@@ -11,7 +11,7 @@ from locator.images import ImageLoadError, load_image
 def decode_batch(batch: dict[str, np.ndarray], preprocessing: dict) -> dict[str, np.ndarray]:
     """For `map_batches` tasks (batch_format="numpy"): adds `pixels` (bytes), `height`, `width`; a photo that
     cannot be read gets its reason in `status`. Rows with a status are passed on without decoding."""
-    resize = Preprocessing.from_json(preprocessing).resized
+    settings = Preprocessing.from_json(preprocessing)
     n = len(batch["image"])
     pixels, heights, widths = [b""] * n, np.zeros(n, np.int64), np.zeros(n, np.int64)
     status = np.array(batch["status"], dtype=object)
@@ -21,7 +21,8 @@ def decode_batch(batch: dict[str, np.ndarray], preprocessing: dict) -> dict[str,
         encoded = batch["data"][row]
         source = bytes(encoded) if encoded is not None and len(encoded) else str(batch["image"][row])
         try:
-            resized = resize(load_image(source, name=str(batch["image"][row])))
+            image = load_image(source, name=str(batch["image"][row]), at_least=settings.decode_at_least)
+            resized = settings.resized(image)
         except ImageLoadError as exc:
             status[row] = f"unreadable: {exc}"
             continue

@@ -119,7 +119,7 @@ def load_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def create_backbone(arch: str, weights: str | Path | None = IMAGENET_WEIGHTS, size: int = 300,
-                    square: bool = False, bucket: int = 32, seed: int = 0) -> Backbone:
+                    square: bool = False, bucket: int = 32, seed: int = 0, draft: bool = True) -> Backbone:
     """A backbone for a timm architecture with `weights`: "imagenet" (offline Lite weights), a checkpoint path,
     or None for random initialisation from `seed` (the caller's random state is left as it was). The model stays
     on the CPU until a call moves it."""
@@ -145,7 +145,7 @@ def create_backbone(arch: str, weights: str | Path | None = IMAGENET_WEIGHTS, si
     cfg = model.pretrained_cfg or {}
     preprocessing = Preprocessing(mean=tuple(cfg.get("mean", (0.5,) * 3)), std=tuple(cfg.get("std", (0.5,) * 3)),
                                   interpolation=cfg.get("interpolation", "bicubic"), size=size, square=square,
-                                  bucket=bucket)
+                                  bucket=bucket, draft=draft)
     return Backbone(arch, model.eval(), preprocessing)
 
 

@@ -1,6 +1,7 @@
 """Reading photos for the backbone as a stream that overlaps the model: on CUDA through DataLoader worker
-processes, on a CPU through two threads (the cores run the model). Each item comes out as (position, tensor),
-or (position, error message) for a photo that cannot be read; positions come out in order."""
+processes (threads for fewer than STREAM_ITEMS photos), on a CPU through two threads (the cores run the model).
+Each item comes out as (position, tensor), or (position, error message) for a photo that cannot be read;
+positions come out in order."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from locator.shards import ShardRecord
 
 ImageInput = str | Path | bytes | Image.Image | np.ndarray | ShardRecord
 CPU_THREADS = 2
-READ_AHEAD = 32  # photos decoded ahead of the model on a CPU
+READ_AHEAD = 32  # photos decoded ahead of the model on threads
+STREAM_ITEMS = 512  # worker processes take about a second to start: fewer photos decode on threads
 
 
 def photo_name(item: ImageInput, index: int) -> str:
@@ -31,18 +33,18 @@ def photo_name(item: ImageInput, index: int) -> str:
     return str(item) if isinstance(item, (str, Path)) else f"<image {index}>"
 
 
-def read_photo(item: ImageInput) -> Image.Image:
+def read_photo(item: ImageInput, at_least: int | None = None) -> Image.Image:
     """A path, encoded bytes, PIL image or uint8 array as an upright, metadata-free RGB image; ImageLoadError
-    otherwise."""
+    otherwise. `at_least` as load_image's."""
     if isinstance(item, (str, Path)):
-        return load_image(item)
+        return load_image(item, at_least=at_least)
     if isinstance(item, ShardRecord):
         try:
-            return load_image(item.read(), name=item.location)
+            return load_image(item.read(), name=item.location, at_least=at_least)
         except DatasetError as exc:  # the shard cannot be read there
             raise ImageLoadError(str(exc)) from exc
     if isinstance(item, bytes):
-        return load_image(item)
+        return load_image(item, at_least=at_least)
     if isinstance(item, Image.Image):
         return to_model_image(item)
     if isinstance(item, np.ndarray):
@@ -61,25 +63,35 @@ class PhotoDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[int, torch.Tensor | str]:
         try:
-            return index, self.preprocessing.to_tensor(read_photo(self.items[index]))
+            image = read_photo(self.items[index], self.preprocessing.decode_at_least)
+            return index, self.preprocessing.to_tensor(image)
         except ImageLoadError as exc:
             return index, str(exc)
 
 
-def default_workers(device: torch.device) -> int:
-    return min(8, max(1, (os.cpu_count() or 2) - 1)) if device.type == "cuda" else 0
+def default_workers(device: torch.device, items: int) -> int:
+    """Worker processes for a stream beside a GPU; none on a CPU, or for fewer than STREAM_ITEMS photos."""
+    if device.type != "cuda" or items < STREAM_ITEMS:
+        return 0
+    return min(8, max(1, (os.cpu_count() or 2) - 1))
+
+
+def decode_threads(device: torch.device) -> int:
+    """Threads decoding when no worker process does: two on a CPU (its cores run the model), up to eight beside a
+    GPU."""
+    return min(8, max(CPU_THREADS, os.cpu_count() or 2)) if device.type == "cuda" else CPU_THREADS
 
 
 def load_stream(items: Sequence[ImageInput], preprocessing: Preprocessing, device: torch.device,
                 workers: int | None = None) -> Iterator[tuple[int, torch.Tensor | str]]:
     """Every item once, in order, read ahead of the model."""
     dataset = PhotoDataset(items, preprocessing)
-    workers = default_workers(device) if workers is None else workers
+    workers = default_workers(device, len(items)) if workers is None else workers
     if workers and len(items) > 1:
         yield from DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers, prefetch_factor=8,
                               collate_fn=_as_is)
         return
-    with ThreadPoolExecutor(max_workers=CPU_THREADS) as pool:
+    with ThreadPoolExecutor(max_workers=decode_threads(device)) as pool:
         pending: deque = deque()
         for index in range(len(items)):
             pending.append(pool.submit(dataset.__getitem__, index))

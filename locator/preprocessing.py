@@ -22,7 +22,8 @@ class Preprocessing:
     The longest side becomes `size`; the other keeps the aspect ratio, rounded to a multiple of `bucket` px (so
     that a stream of photos holds few shapes; locator.bucketing), which changes the aspect by at most
     bucket / 2 / side (≤ 5 % for sides of 320 px and more, ≤ 7 % at 225 px). `bucket` 0 keeps the exact aspect;
-    `square` resizes to size × size.
+    `square` resizes to size × size. With `draft`, JPEGs twice the size or more are decoded at a reduced scale
+    that keeps the longest side at least `size` (locator.images.load_image); bundles made before it decode in full.
     """
 
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
@@ -31,14 +32,21 @@ class Preprocessing:
     size: int = 300
     square: bool = False
     bucket: int = 32
+    draft: bool = True
 
     def to_json(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict) -> Preprocessing:
-        # Bundles made before shape buckets kept the exact aspect: their collections were embedded so.
-        return cls(**{"bucket": 0, **data, "mean": tuple(data["mean"]), "std": tuple(data["std"])})
+        # Bundles made before shape buckets kept the exact aspect, and before drafts decoded every JPEG in full:
+        # their collections were embedded so.
+        return cls(**{"bucket": 0, "draft": False, **data, "mean": tuple(data["mean"]), "std": tuple(data["std"])})
+
+    @property
+    def decode_at_least(self) -> int | None:
+        """The longest side a photo must keep when decoded (load_image's `at_least`); None: decode in full."""
+        return self.size if self.draft else None
 
     def target_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) after resizing."""

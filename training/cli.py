@@ -86,7 +86,8 @@ def _bundle(args: argparse.Namespace) -> int:
     from locator.bundle import Bundle
     from locator.cells import Partition
     weights = None if args.weights == "none" else args.weights
-    backbone = create_backbone(args.arch, weights=weights, size=args.size, square=args.square, seed=args.seed)
+    backbone = create_backbone(args.arch, weights=weights, size=args.size, square=args.square, seed=args.seed,
+                               draft=not args.full_decode)
     partitions = [Partition.read_csv(p) for p in args.partitions]
     bundle = Bundle.create(args.out, backbone, partitions, weights_source=str(args.weights))
     print(f"bundle: {args.arch} ({backbone.feature_dim}-d, weights {args.weights}), partitions "
@@ -383,6 +384,9 @@ def _commands(commands: argparse._SubParsersAction) -> None:
     bundle.add_argument("--partitions", nargs="+", required=True, help="partition CSVs, coarse to fine")
     bundle.add_argument("--size", type=int, default=300, help="longest side (or square side) at inference (default: 300)")
     bundle.add_argument("--square", action="store_true", help="resize to size×size instead of keeping the aspect")
+    bundle.add_argument("--full-decode", action="store_true",
+                        help="decode every JPEG in full (default: large JPEGs decode at a reduced scale that keeps "
+                             "the longest side at least --size, several times faster)")
     bundle.add_argument("--seed", type=int, default=0, help="seed of the random initialisation with --weights none "
                         "(default: 0)")
     bundle.set_defaults(run=_bundle)

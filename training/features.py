@@ -19,6 +19,7 @@ from locator.datasets import Record
 from locator.feature_cache import (DONE, FAILED, PENDING, FeatureCache, FeatureCacheError, group_ids, records_hash,
                                    write_index, write_labels)
 from locator.loading import ImageInput, load_stream
+from locator.preprocessing import Preprocessing
 
 __all__ = ["DONE", "FAILED", "PENDING", "FeatureCache", "FeatureCacheError", "build_feature_cache"]
 
@@ -84,8 +85,12 @@ def build_feature_cache(records: list[Record], backbone: Backbone, directory: st
 
 
 def _differences(stored: dict, meta: dict) -> list[str]:
-    """Settings in which a stored cache differs from `meta` (caches older than `computed_in` match any)."""
+    """Settings in which a stored cache differs from `meta` (caches older than `computed_in` match any; settings
+    added to the preprocessing since a cache was made take the values it was made with)."""
     stored = {"computed_in": meta["computed_in"], **stored}
+    if "preprocessing" in stored:
+        stored["preprocessing"] = Preprocessing.from_json(stored["preprocessing"]).to_json()
+        stored = json.loads(json.dumps(stored))
     return sorted(k for k in set(meta) | set(stored) if stored.get(k) != meta.get(k))
 
 

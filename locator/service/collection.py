@@ -160,9 +160,9 @@ def _thumbnail(location: str) -> bytes:
     if "#" in location and not Path(location).is_file():
         shard, _, photo_id = location.rpartition("#")
         offset, length = _shard_index(shard)[photo_id]
-        image = load_image(read_shard_record(shard, offset, length)[1], name=location)
+        image = load_image(read_shard_record(shard, offset, length)[1], name=location, at_least=THUMBNAIL_PX)
     else:
-        image = load_image(location)
+        image = load_image(location, at_least=THUMBNAIL_PX)
     image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=85)

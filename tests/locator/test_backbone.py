@@ -146,3 +146,10 @@ def test_normalise_equals_torchvision():
     pixels = np.random.default_rng(3).integers(0, 256, (40, 56, 3), dtype=np.uint8)
     expected = functional.normalize(functional.to_tensor(pixels), preprocessing.mean, preprocessing.std)
     assert torch.allclose(preprocessing.normalise(pixels), expected, atol=1e-6)
+
+
+def test_bundles_made_before_drafts_decode_in_full():
+    old = {"mean": [0.5] * 3, "std": [0.5] * 3, "interpolation": "bicubic", "size": 300, "square": False}
+    assert Preprocessing.from_json(old).bucket == 0 and Preprocessing.from_json(old).decode_at_least is None
+    new = Preprocessing(size=300)
+    assert Preprocessing.from_json(new.to_json()) == new and new.decode_at_least == 300

@@ -97,3 +97,40 @@ def test_bytes_are_accepted_with_a_name():
     assert load_image(data, name="shard-3#42").size == (8, 8)
     with pytest.raises(ImageLoadError, match="shard-3#43"):
         load_image(b"garbage", name="shard-3#43")
+
+
+def _smooth_jpeg(width: int, height: int, **save) -> bytes:
+    y, x = np.mgrid[0:height, 0:width]
+    pixels = np.stack([x * 255 // width, y * 255 // height, (x + y) * 127 // (width + height)], -1).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=92, **save)
+    return buffer.getvalue()
+
+
+def test_large_jpegs_decode_at_a_reduced_scale_that_keeps_the_size_asked_for():
+    data = _smooth_jpeg(1600, 1200)
+    assert load_image(data).size == (1600, 1200)
+    assert load_image(data, at_least=300).size == (400, 300)  # 1/4: the smallest scale keeping 300 px
+    assert load_image(data, at_least=150).size == (200, 150)  # 1/8
+    assert load_image(data, at_least=900).size == (1600, 1200)  # less than twice: decoded in full
+    assert load_image(_smooth_jpeg(500, 400), at_least=300).size == (500, 400)
+    png = io.BytesIO()
+    Image.new("RGB", (1600, 1200)).save(png, "PNG")
+    assert load_image(png.getvalue(), at_least=300).size == (1600, 1200)  # only JPEGs have DCT scales
+
+
+def test_a_reduced_decode_resizes_to_nearly_the_same_pixels():
+    from locator.preprocessing import Preprocessing
+    data = _smooth_jpeg(2400, 1800)
+    drafted, full = Preprocessing(draft=True), Preprocessing(draft=False)
+    a = drafted.to_tensor(load_image(data, at_least=drafted.decode_at_least))
+    b = full.to_tensor(load_image(data, at_least=full.decode_at_least))
+    assert a.shape == b.shape == (3, 224, 300)
+    assert float((a - b).abs().mean()) < 0.01  # normalised units: pixels in [-1, 1]
+
+
+def test_exif_rotated_jpegs_are_drafted_upright():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    image = load_image(_smooth_jpeg(1600, 1200, exif=exif.tobytes()), at_least=300)
+    assert image.size == (300, 400)

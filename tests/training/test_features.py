@@ -79,3 +79,19 @@ def test_float32_precision_equals_a_plain_forward_and_is_recorded(tmp_path, back
     build_feature_cache(records, backbone, tmp_path / "cache", "bb1", dtype="float32", progress=False, device="cpu")
     with pytest.raises(FeatureCacheError, match="precision must be"):
         build_feature_cache(records, backbone, tmp_path / "other", "bb1", progress=False, precision="half")
+
+
+def test_a_cache_made_before_drafted_decoding_resumes_with_full_decoding_only(tmp_path, backbone):
+    import json
+    records = read_manifest(make_photo_world(tmp_path / "world", photos_per_place=2))
+    build_feature_cache(records, backbone, tmp_path / "cache", "bb1", progress=False)
+    meta_path = tmp_path / "cache" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["preprocessing"]["draft"] is True
+    del meta["preprocessing"]["draft"]  # as written before the setting existed: every JPEG decoded in full
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(FeatureCacheError, match="other settings \\(preprocessing\\)"):
+        build_feature_cache(records, backbone, tmp_path / "cache", "bb1", progress=False)
+    full_decode = create_backbone("tf_efficientnet_lite0", size=64, draft=False)
+    cache = build_feature_cache(records, full_decode, tmp_path / "cache", "bb1", progress=False)
+    assert (cache.status == DONE).all()
