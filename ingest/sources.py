@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from locator.datasets import MP16Shards, Record, read_dataset, read_exif_folder
+from locator.datasets import Record, read_dataset, read_exif_folder
 from locator.errors import DataError, SettingsError
 from locator.settings import option
 
@@ -119,7 +119,9 @@ def list_rows(data: str | Path | None = None, images: str | Path | None = None,
     if mp16_shards:
         if mp16_metadata is None:
             raise SettingsError("MP16 shards need their metadata CSV (--mp16-metadata)")
-        return [record_row(r, data) for r, data in MP16Shards([Path(s) for s in mp16_shards], Path(mp16_metadata))]
+        from locator.shards import shard_records
+        records, places, _ = shard_records(mp16_shards, mp16_metadata)
+        return [record_row(r, place.read()) for r, place in zip(records, places)]
     if data is None:
         raise SettingsError("nothing to ingest: give --data (manifest, benchmark CSV or folder) or --mp16-shards")
     return [record_row(r) for r in read_dataset(data, images_dir=images)]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -188,32 +188,6 @@ def read_exif_folder(folder: str | Path, source: str | None = None) -> ExifFolde
         result.records.append(Record(image=str(path), lat=position[0], lon=position[1], photo_id=path.stem,
                                      source=source or folder.name))
     return result
-
-
-@dataclass
-class MP16Shards:
-    """Photos inside MP16 msgpack shards (records `{"id": str, "image": bytes}`) with a metadata CSV.
-
-    Iterating yields (Record, encoded image bytes); shard records absent from the metadata are listed in
-    `without_metadata` after iteration.
-    """
-
-    shards: list[Path]
-    metadata: Path
-    source: str = "mp16"
-    without_metadata: list[str] = field(default_factory=list)
-
-    def __iter__(self) -> Iterator[tuple[Record, bytes]]:
-        by_id = {r.photo_id: r for r in read_benchmark_csv(self.metadata, source=self.source)}
-        self.without_metadata = []
-        for shard in self.shards:
-            from locator.shards import iter_shard_records
-            for photo_id, data in iter_shard_records(Path(shard)):
-                base = by_id.get(photo_id)
-                if base is None:
-                    self.without_metadata.append(photo_id)
-                    continue
-                yield Record(f"{shard}#{photo_id}", base.lat, base.lon, base.owner, photo_id, base.source), data
 
 
 def read_dataset(path: str | Path, images_dir: str | Path | None = None) -> list[Record]:

@@ -1,6 +1,7 @@
 """MP16 msgpack shards: records `{"id": str, "image": bytes}` one after another. The one shard reader of the
-project: Ray ingest streams shards with it, fine-tuning reads records by offset from an index of them, and both
-join records with a metadata CSV (`IMG_ID,AUTHOR,LAT,LON,...`) through `MetadataLookup`.
+project: Ray ingest streams shards with `iter_shard_records`; feature caching, fine-tuning and `list_rows` share
+`index_shards` (record offsets joined with a metadata CSV, `IMG_ID,AUTHOR,LAT,LON,...`, through
+`MetadataLookup`) and read records by offset.
 """
 
 from __future__ import annotations
@@ -134,20 +135,66 @@ class ShardRecord:
         return read_shard_record(self.path, self.offset, self.length)[1]
 
 
+@dataclass(frozen=True)
+class ShardIndex:
+    """The records of some shards that a metadata CSV locates, as columns (no Python object per photo, so that
+    millions of them stay small and fork into loader workers unchanged): which shard, where in it, the photo id,
+    and the photo's row of the metadata; `missing` counts the shard records the metadata lacks."""
+
+    paths: list[str]
+    shard: np.ndarray  # int32: index into paths
+    offset: np.ndarray
+    length: np.ndarray
+    photo_ids: np.ndarray  # bytes (UTF-8)
+    row: np.ndarray
+    lookup: MetadataLookup
+    missing: int
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    @property
+    def lat(self) -> np.ndarray:
+        return self.lookup.lat[self.row]
+
+    @property
+    def lon(self) -> np.ndarray:
+        return self.lookup.lon[self.row]
+
+    def place(self, k: int) -> ShardRecord:
+        return ShardRecord(self.paths[self.shard[k]], int(self.offset[k]), int(self.length[k]),
+                           self.photo_ids[k].decode())
+
+
+def index_shards(shards: Iterable[str | Path], metadata: str | Path) -> ShardIndex:
+    """One pass over the shards (record headers only) joined with the metadata: the one index of shard records
+    that feature caching, fine-tuning and `list_rows` share."""
+    lookup = read_metadata(metadata)
+    paths, parts, missing = [str(s) for s in shards], [], 0
+    for s, path in enumerate(paths):
+        ids, offsets, lengths = index_shard(path)
+        rows = lookup.find(ids)
+        found = rows >= 0
+        missing += int((~found).sum())
+        encoded = np.array([i.encode() for i in ids], dtype=bytes) if ids else np.zeros(0, "S1")
+        parts.append((np.full(int(found.sum()), s, np.int32), offsets[found], lengths[found], encoded[found],
+                      rows[found]))
+    if not parts:
+        parts = [(np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, "S1"),
+                  np.zeros(0, np.int64))]
+    shard, offset, length, photo_ids, row = (np.concatenate([p[i] for p in parts]) for i in range(5))
+    return ShardIndex(paths, shard, offset, length, photo_ids, row, lookup, missing)
+
+
 def shard_records(shards: Iterable[str | Path], metadata: str | Path,
                   source: str = "mp16") -> tuple[list[Record], list[ShardRecord], int]:
-    """The photos of `shards` that the metadata locates (one pass over the shards to index them): their records
-    (image `SHARD#ID`), where to read each, and how many shard records the metadata lacks."""
-    lookup = read_metadata(metadata)
-    records, places, missing = [], [], 0
-    for shard in shards:
-        ids, offsets, lengths = index_shard(shard)
-        rows = lookup.find(ids)
-        missing += int((rows < 0).sum())
-        for photo_id, offset, length, row in zip(ids, offsets, lengths, rows):
-            if row >= 0:
-                place = ShardRecord(str(shard), int(offset), int(length), photo_id)
-                records.append(Record(place.location, float(lookup.lat[row]), float(lookup.lon[row]),
-                                      lookup.owners[lookup.owner_codes[row]], photo_id, source))
-                places.append(place)
-    return records, places, missing
+    """The photos of `shards` that the metadata locates: their records (image `SHARD#ID`), where to read each, and
+    how many shard records the metadata lacks."""
+    index = index_shards(shards, metadata)
+    lookup, places, records = index.lookup, [], []
+    for k, row in enumerate(index.row):
+        place = index.place(k)
+        records.append(Record(place.location, float(lookup.lat[row]), float(lookup.lon[row]),
+                              lookup.owners[lookup.owner_codes[row]], place.photo_id, source))
+        places.append(place)
+    return records, places, index.missing

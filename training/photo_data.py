@@ -20,7 +20,7 @@ from torch.utils.data import Dataset, Sampler
 from locator.cells import Partition
 from locator.datasets import Record
 from locator.images import ImageLoadError, load_image
-from locator.shards import index_shard, read_metadata, read_shard_record
+from locator.shards import index_shards, read_shard_record
 
 
 @dataclass
@@ -48,19 +48,12 @@ class PhotoIndex:
     @classmethod
     def from_shards(cls, shards: list[str | Path], metadata: str | Path, partition: Partition) -> PhotoIndex:
         """The records of `shards` that the metadata places in a cell (one pass over the shards to index them)."""
-        lookup = read_metadata(metadata)
-        parts = []
-        for s, path in enumerate(shards):
-            ids, offsets, lengths = index_shard(path)
-            rows = lookup.find(ids)
-            found = rows >= 0
-            classes = np.full(len(ids), -1, np.int64)
-            if found.any():
-                classes[found] = partition.lookup(lookup.lat[rows[found]], lookup.lon[rows[found]])
-            keep = classes >= 0
-            parts.append((np.full(int(keep.sum()), s, np.int32), offsets[keep], lengths[keep], classes[keep]))
-        shard, offset, length, classes = (np.concatenate([p[i] for p in parts]) for i in range(4))
-        return cls([""] * len(classes), shard, offset, length, [str(p) for p in shards], classes)
+        from training.heads import photo_classes
+        index = index_shards(shards, metadata)
+        classes = photo_classes([partition], index.lat, index.lon)[:, 0]
+        keep = classes >= 0
+        return cls([""] * int(keep.sum()), index.shard[keep], index.offset[keep], index.length[keep], index.paths,
+                   classes[keep])
 
     def load(self, index: int):
         if self.shard[index] < 0:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from locator.datasets import (DatasetError, MP16Shards, Record, exclude_owners, owner_split, read_benchmark_csv,
+from locator.datasets import (DatasetError, Record, exclude_owners, owner_split, read_benchmark_csv,
                               read_dataset, read_exif_folder, read_exif_gps, read_manifest)
 
 
@@ -91,28 +91,6 @@ def test_bad_hemisphere_reference_is_an_error(tmp_path):
     path.write_bytes(_jpeg(_gps_exif("Q", (1.0, 0.0, 0.0), "E", (1.0, 0.0, 0.0))))
     with pytest.raises(DatasetError, match="odd.jpg: malformed EXIF GPS"):
         read_exif_gps(path)
-
-
-def test_mp16_shards(tmp_path):
-    shard = tmp_path / "shard_0.msg"
-    with shard.open("wb") as handle:
-        for photo_id in ("a/1.jpg", "b/2.jpg", "c/unknown.jpg"):
-            handle.write(msgpack.packb({"id": photo_id, "image": _jpeg()}, use_bin_type=True))
-    meta = _write_csv(tmp_path / "mp16.csv", ["IMG_ID", "AUTHOR", "LAT", "LON"],
-                      [["a/1.jpg", "u1", "1", "2"], ["b/2.jpg", "u2", "-3", "4"]])
-    shards = MP16Shards([shard], meta)
-    items = list(shards)
-    assert [(r.photo_id, r.owner, r.lat) for r, _ in items] == [("a/1.jpg", "u1", 1.0), ("b/2.jpg", "u2", -3.0)]
-    assert items[0][0].image == f"{shard}#a/1.jpg" and items[0][1][:2] == b"\xff\xd8"
-    assert shards.without_metadata == ["c/unknown.jpg"]
-
-
-def test_corrupt_shard_is_a_clear_error(tmp_path):
-    shard = tmp_path / "bad.msg"
-    shard.write_bytes(msgpack.packb([1, 2, 3]))
-    meta = _write_csv(tmp_path / "mp16.csv", ["IMG_ID", "AUTHOR", "LAT", "LON"], [])
-    with pytest.raises(DatasetError, match="bad.msg: record 0"):
-        list(MP16Shards([shard], meta))
 
 
 def test_owner_split_keeps_owners_on_one_side():
