@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ class IngestSummary:
     rejected: dict[str, int] = field(default_factory=dict)
     written_sources: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    index_seconds: float = 0.0
     count_after: int = 0
 
     def line(self) -> str:
@@ -53,7 +55,8 @@ class IngestSummary:
         rate = self.read / self.seconds if self.seconds else 0.0
         return (f"ingest: {self.listed:,} listed, {self.already_stored:,} already stored, {self.read:,} read, "
                 f"{self.embedded:,} embedded, {self.written:,} written, rejected: {rejected}; "
-                f"{rate:.1f} photos/s; collection now holds {self.count_after:,} points")
+                f"{rate:.1f} photos/s; collection now holds {self.count_after:,} points"
+                + (f" (indexed in {self.index_seconds:.0f} s)" if self.index_seconds else ""))
 
 
 def default_rejects_path(location: str) -> Path:
@@ -121,6 +124,12 @@ def _collection(location: str | None, spec) -> tuple[str, np.ndarray]:
         return store.location, np.sort(store.all_ids())
 
 
+def _index(location: str, spec) -> None:
+    """Build the collection's index for global search, once the writer actor has let the store go."""
+    with open_store(location, spec, wait_s=WRITER_WAIT_S) as store:
+        store.optimize()
+
+
 def run_ingest(bundle_dir: str | Path, store: str | None, source: IngestSource,
                settings: IngestSettings = IngestSettings()) -> IngestSummary:
     """Embed the photos of `source` and write them into the store made for this bundle."""
@@ -148,12 +157,18 @@ def run_ingest(bundle_dir: str | Path, store: str | None, source: IngestSource,
             for counts in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 _add(summary, rejected, counts)
                 bar.update(int(counts["seen"].sum()))
+        if settings.index and summary.written:
+            index_start = time.perf_counter()
+            if settings.progress:
+                print("ingest: indexing the collection for global search", file=sys.stderr, flush=True)
+            ray.get(ray.remote(num_cpus=0)(_index).remote(location, bundle.collection_spec()))
+            summary.index_seconds = time.perf_counter() - index_start
     finally:
         ray.shutdown()  # ends the writer actor (a later open replays what its write-ahead log holds)
     summary.rejected = rejected
     summary.read = summary.listed - summary.already_stored
     summary.count_after = summary.count_after or len(stored)
-    summary.seconds = time.perf_counter() - start
+    summary.seconds = time.perf_counter() - start - summary.index_seconds  # the rate is the pipeline's own
     return summary
 
 

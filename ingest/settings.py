@@ -22,4 +22,6 @@ class IngestSettings:
     address: str | None = option(None, "join an existing Ray cluster (e.g. auto or ray://host:10001)")
     object_store_mb: int = option(512, "Ray object store size for a local cluster, MB", minimum=64)
     rejects: Path | None = option(None, "CSV of rejected photos (default: beside the store)")
+    index: bool = option(True, "after writing, build the collection's index for global search (Qdrant's HNSW "
+                               "graph; minutes per million points, and global queries then take milliseconds)")
     progress: bool = option(True, "show a progress bar", cli=False)

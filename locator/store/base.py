@@ -180,6 +180,9 @@ class VectorStore(ABC):
     @abstractmethod
     def all_ids(self) -> np.ndarray: ...
 
+    def optimize(self) -> None:
+        """Build the search indexes after a bulk load (nothing to do where the engine builds them by itself)."""
+
     @abstractmethod
     def flush(self) -> None: ...
 

@@ -1,7 +1,6 @@
 import csv
 import io
 
-import msgpack
 import numpy as np
 import pytest
 from PIL import Image

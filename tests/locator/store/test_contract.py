@@ -218,3 +218,31 @@ def test_counts_by_source_and_cell_come_from_the_index(location):
         store.upsert(ids[:5], vectors[:5], payloads[:5])  # a repeated write counts once
         assert store.counts_by("source") == {"flickr": 100, "street": 200}
         assert store.counts_by("cell_1") == {int(c): int((fine == c).sum()) for c in np.unique(fine)}
+
+
+def test_edge_global_search_through_its_graph_keeps_within_cell_search_exact(tmp_path):
+    """Past Qdrant's full-scan threshold, optimize() builds the HNSW graph over int8 vectors that global queries
+    use; within-cell queries still score the float vectors exactly."""
+    dim, n, cells = 512, 6000, 40  # 12 MB of vectors: above the 10 MB threshold
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(cells, dim))
+    fine = rng.integers(0, cells, n)
+    vectors = (centres[fine] + 0.7 * rng.normal(size=(n, dim))).astype(np.float32)  # places, as photos are
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = np.array([point_id("graph", f"p{k}") for k in range(n)])
+    payloads = [{"cell_0": int(f), "lat": 0.0, "lon": 0.0, "photo_id": f"p{k}", "source": "test"}
+                for k, f in enumerate(fine)]
+    with open_store(f"edge:{tmp_path / 'store'}", CollectionSpec(dim, 1, "g" * 64)) as store:
+        for start in range(0, n, 1000):
+            store.upsert(ids[start:start + 1000], vectors[start:start + 1000], payloads[start:start + 1000])
+        store.optimize()
+        assert store.shard.info().indexed_vectors_count == n
+        queries = vectors[rng.integers(0, n, 40)] + 0.02 * rng.normal(size=(40, dim)).astype(np.float32)
+        approx = store.search(queries, None, k=10)
+        within = store.search(queries, [int(c) for c in fine[:40]], k=10)
+        everything = np.ones(n, bool)
+        recall = np.mean([len(set(approx.ids[q]) & set(numpy_top_k(vectors, ids, everything, queries[q], 10))) / 10
+                          for q in range(40)])
+        assert recall >= 0.95
+        for q in range(40):
+            assert within.ids[q].tolist() == numpy_top_k(vectors, ids, fine == fine[q], queries[q], 10).tolist()
