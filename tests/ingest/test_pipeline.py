@@ -60,6 +60,7 @@ def test_kill_minus_nine_then_resume_gives_exactly_the_clean_result(world, input
     out = clean.communicate(timeout=300)[0]
     assert clean.returncode == 0, out
     assert "74 listed, 0 already stored, 74 read, 72 embedded, 72 written, rejected: 2 unreadable" in out
+    assert "(indexed in" in out  # the closing index for global search
 
     killed = _ingest(root, root / f"resumed-{input_kind}", **args)
     time.sleep(random.Random(os.getpid()).uniform(4.0, 14.0))
@@ -84,10 +85,10 @@ def test_growing_with_another_source(world):
     store = root / "grow"
     assert _ingest(root, store, manifest).wait(timeout=300) == 0
     first_ids, _, _ = _contents(root, store)
-    grown = _ingest(root, store, other)
+    grown = _ingest(root, store, other, extra=["--no-index"])
     out = grown.communicate(timeout=300)[0]
     assert grown.returncode == 0, out
-    assert "24 written" in out
+    assert "24 written" in out and "indexed" not in out
     ids, vectors, payloads = _contents(root, store)
     assert len(ids) == len(first_ids) + 24
     assert {p["source"] for p in payloads.values()} == {"a", "b"}
