@@ -157,7 +157,7 @@ def run_ingest(bundle_dir: str | Path, store: str | None, source: IngestSource,
             for counts in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 _add(summary, rejected, counts)
                 bar.update(int(counts["seen"].sum()))
-        if settings.index and summary.written:
+        if settings.index:  # also when nothing new was written: a run killed while indexing resumes here
             index_start = time.perf_counter()
             if settings.progress:
                 print("ingest: indexing the collection for global search", file=sys.stderr, flush=True)
