@@ -40,7 +40,7 @@ def synthetic_jpeg(width: int, height: int) -> bytes:
 def ms_per_photo(data: bytes, preprocessing: Preprocessing, repeat: int = 5) -> float:
     start = time.perf_counter()
     for _ in range(repeat):
-        preprocessing.to_tensor(load_image(data, at_least=preprocessing.decode_at_least))
+        preprocessing.to_tensor(load_image(data, draft_to=preprocessing.draft_to))
     return 1000 * (time.perf_counter() - start) / repeat
 
 
@@ -61,7 +61,7 @@ def main() -> None:
         backbone = create_backbone("tf_efficientnet_lite0", size=300)
         feats = {}
         for name, settings in (("full", full), ("drafted", drafted)):
-            tensors = [settings.to_tensor(load_image(p, at_least=settings.decode_at_least)) for p in photos]
+            tensors = [settings.to_tensor(load_image(p, draft_to=settings.draft_to)) for p in photos]
             feats[name] = extract_features(backbone, tensors, device="cpu")
         a, b = feats["full"], feats["drafted"]
         cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)

@@ -21,7 +21,7 @@ def decode_batch(batch: dict[str, np.ndarray], preprocessing: dict) -> dict[str,
         encoded = batch["data"][row]
         source = bytes(encoded) if encoded is not None and len(encoded) else str(batch["image"][row])
         try:
-            image = load_image(source, name=str(batch["image"][row]), at_least=settings.decode_at_least)
+            image = load_image(source, name=str(batch["image"][row]), draft_to=settings.draft_to)
             resized = settings.resized(image)
         except ImageLoadError as exc:
             status[row] = f"unreadable: {exc}"

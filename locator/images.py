@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,23 +18,25 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from locator.errors import ImageError
 
 ImageSource = str | Path | bytes
+DraftSize = Callable[[int, int], tuple[int, int]]
 
 
 class ImageLoadError(ImageError):
     """A photo that cannot be decoded; the message names it."""
 
 
-def load_image(source: ImageSource, name: str | None = None, at_least: int | None = None) -> Image.Image:
+def load_image(source: ImageSource, name: str | None = None, draft_to: DraftSize | None = None) -> Image.Image:
     """Decode a photo from a path or encoded bytes into a metadata-free RGB image with EXIF orientation applied.
-    With `at_least`, a JPEG is decoded at the smallest of libjpeg's scales (1/2, 1/4, 1/8) that keeps its longest
-    side at least that many pixels: a 12-megapixel photo meant for a 300-px model decodes several times faster."""
+    With `draft_to` (stored width, height → the size the image will be resized to), a JPEG is decoded at the
+    smallest of libjpeg's scales (1/2, 1/4, 1/8) that still covers that size: a 12-megapixel photo meant for a
+    300-px model decodes several times faster."""
     label = name or (f"<{len(source)} bytes>" if isinstance(source, bytes) else str(source))
     try:
         with _open(source, label) as image:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
-                if at_least:
-                    _draft(image, at_least)
+                if draft_to is not None:
+                    _draft(image, draft_to)
                 image.load()
                 upright = ImageOps.exif_transpose(image)
             return _pixels_only(_to_rgb(upright))
@@ -45,11 +48,18 @@ def load_image(source: ImageSource, name: str | None = None, at_least: int | Non
         raise ImageLoadError(f"{label}: corrupt or truncated image ({exc})") from exc
 
 
-def _draft(image: Image.Image, at_least: int) -> None:
-    if image.format != "JPEG" or max(image.size) < 2 * at_least:
-        return
-    scale = at_least / max(image.size)
-    image.draft(image.mode, (math.ceil(image.width * scale), math.ceil(image.height * scale)))
+def longest_side(pixels: int) -> DraftSize:
+    """A `draft_to` for resizing the longest side to `pixels` (thumbnails)."""
+    def size(width: int, height: int) -> tuple[int, int]:
+        scale = pixels / max(width, height)
+        return math.ceil(width * scale), math.ceil(height * scale)
+    return size
+
+
+def _draft(image: Image.Image, draft_to: DraftSize) -> None:
+    need_w, need_h = draft_to(*image.size)  # resize targets are symmetric in width and height: EXIF rotation is moot
+    if image.format in ("JPEG", "MPO") and image.width >= 2 * need_w and image.height >= 2 * need_h:
+        image.draft(image.mode, (need_w, need_h))  # libjpeg keeps both sides at least these
 
 
 def to_model_image(image: Image.Image) -> Image.Image:

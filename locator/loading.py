@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from locator.backbone import Preprocessing
 from locator.datasets import DatasetError
-from locator.images import ImageLoadError, load_image, to_model_image
+from locator.images import DraftSize, ImageLoadError, load_image, to_model_image
 from locator.shards import ShardRecord
 
 ImageInput = str | Path | bytes | Image.Image | np.ndarray | ShardRecord
@@ -33,18 +33,18 @@ def photo_name(item: ImageInput, index: int) -> str:
     return str(item) if isinstance(item, (str, Path)) else f"<image {index}>"
 
 
-def read_photo(item: ImageInput, at_least: int | None = None) -> Image.Image:
+def read_photo(item: ImageInput, draft_to: DraftSize | None = None) -> Image.Image:
     """A path, encoded bytes, PIL image or uint8 array as an upright, metadata-free RGB image; ImageLoadError
-    otherwise. `at_least` as load_image's."""
+    otherwise. `draft_to` as load_image's."""
     if isinstance(item, (str, Path)):
-        return load_image(item, at_least=at_least)
+        return load_image(item, draft_to=draft_to)
     if isinstance(item, ShardRecord):
         try:
-            return load_image(item.read(), name=item.location, at_least=at_least)
+            return load_image(item.read(), name=item.location, draft_to=draft_to)
         except DatasetError as exc:  # the shard cannot be read there
             raise ImageLoadError(str(exc)) from exc
     if isinstance(item, bytes):
-        return load_image(item, at_least=at_least)
+        return load_image(item, draft_to=draft_to)
     if isinstance(item, Image.Image):
         return to_model_image(item)
     if isinstance(item, np.ndarray):
@@ -63,7 +63,7 @@ class PhotoDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[int, torch.Tensor | str]:
         try:
-            image = read_photo(self.items[index], self.preprocessing.decode_at_least)
+            image = read_photo(self.items[index], self.preprocessing.draft_to)
             return index, self.preprocessing.to_tensor(image)
         except ImageLoadError as exc:
             return index, str(exc)

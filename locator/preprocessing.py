@@ -5,6 +5,7 @@ Free of timm, and of torch until a tensor is made, so that decode tasks and orch
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
@@ -22,8 +23,8 @@ class Preprocessing:
     The longest side becomes `size`; the other keeps the aspect ratio, rounded to a multiple of `bucket` px (so
     that a stream of photos holds few shapes; locator.bucketing), which changes the aspect by at most
     bucket / 2 / side (≤ 5 % for sides of 320 px and more, ≤ 7 % at 225 px). `bucket` 0 keeps the exact aspect;
-    `square` resizes to size × size. With `draft`, JPEGs twice the size or more are decoded at a reduced scale
-    that keeps the longest side at least `size` (locator.images.load_image); bundles made before it decode in full.
+    `square` resizes to size × size. With `draft`, JPEGs at least twice their resize target are decoded at a
+    reduced scale that still covers it (locator.images.load_image); bundles made before it decode in full.
     """
 
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
@@ -44,9 +45,10 @@ class Preprocessing:
         return cls(**{"bucket": 0, "draft": False, **data, "mean": tuple(data["mean"]), "std": tuple(data["std"])})
 
     @property
-    def decode_at_least(self) -> int | None:
-        """The longest side a photo must keep when decoded (load_image's `at_least`); None: decode in full."""
-        return self.size if self.draft else None
+    def draft_to(self) -> Callable[[int, int], tuple[int, int]] | None:
+        """load_image's `draft_to`: a photo decodes at a reduced scale that still covers its resize target; None:
+        it decodes in full."""
+        return self.target_size if self.draft else None
 
     def target_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) after resizing."""

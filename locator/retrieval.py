@@ -44,7 +44,7 @@ class GlobalSearch:
         self.store = store
 
     def search(self, features: np.ndarray, embeddings: np.ndarray, probabilities: np.ndarray, k: int) -> Hits:
-        return self.store.search(embeddings, None, k=k, exact=True)
+        return self.store.search(embeddings, None, k=k)  # through the store's index (exact=True scans all)
 
     def payloads(self, ids: Sequence[int]) -> dict[int, dict]:
         return self.store.payloads(ids)

@@ -89,6 +89,11 @@ class MetadataLookup:
     owner_codes: np.ndarray
     owners: list[str]
 
+    @property
+    def valid(self) -> np.ndarray:
+        """Rows whose lat/lon are degrees on the globe."""
+        return np.isfinite(self.lat) & np.isfinite(self.lon) & (np.abs(self.lat) <= 90) & (np.abs(self.lon) <= 180)
+
     def find(self, photo_ids: list[str]) -> np.ndarray:
         """Row of each photo id, or -1."""
         keys = group_ids(photo_ids)
@@ -99,22 +104,35 @@ class MetadataLookup:
 
 
 def read_metadata(path: str | Path) -> MetadataLookup:
-    """The lookup of a benchmark-format metadata CSV (IMG_ID, AUTHOR, LAT, LON columns, any case)."""
+    """The lookup of a benchmark-format metadata CSV (IMG_ID, AUTHOR, LAT, LON columns, any case); ids and owners
+    are trimmed. Rows whose lat/lon are not valid degrees stay in the lookup: their photos are rejected one by one
+    (`valid` tells them)."""
+    import pyarrow
     from pyarrow import csv
 
-    table = csv.read_csv(str(path))
+    try:
+        table = csv.read_csv(str(path))
+    except (OSError, pyarrow.ArrowInvalid) as exc:
+        raise DatasetError(f"{path}: cannot read the metadata CSV ({exc})") from exc
     names = {name.strip().lower(): name for name in table.column_names}
     missing = {"img_id", "lat", "lon"} - set(names)
     if missing:
         raise DatasetError(f"{path}: metadata needs the columns IMG_ID, LAT, LON (missing {', '.join(sorted(missing))})")
-    ids = [str(v) for v in table.column(names["img_id"]).to_pylist()]
-    owners = [str(v or "") for v in table.column(names["author"]).to_pylist()] if "author" in names else [""] * len(ids)
+    ids = [str(v).strip() for v in table.column(names["img_id"]).to_pylist()]
+    owners = [str(v or "").strip() for v in table.column(names["author"]).to_pylist()] if "author" in names \
+        else [""] * len(ids)
     unique, codes = np.unique(np.array(owners, dtype=object), return_inverse=True)
     keys = group_ids(ids)
     order = np.argsort(keys, kind="stable")
-    lat = np.asarray(table.column(names["lat"]).to_numpy(zero_copy_only=False), dtype=np.float64)
-    lon = np.asarray(table.column(names["lon"]).to_numpy(zero_copy_only=False), dtype=np.float64)
+    lat, lon = (_degrees(table, names[axis], path) for axis in ("lat", "lon"))
     return MetadataLookup(keys[order], lat[order], lon[order], codes[order].astype(np.int32), [str(o) for o in unique])
+
+
+def _degrees(table, column: str, path: str | Path) -> np.ndarray:
+    try:
+        return np.asarray(table.column(column).to_numpy(zero_copy_only=False), dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DatasetError(f"{path}: column {column} holds values that are not numbers ({exc})") from exc
 
 
 @dataclass(frozen=True)
@@ -137,15 +155,15 @@ class ShardRecord:
 
 @dataclass(frozen=True)
 class ShardIndex:
-    """The records of some shards that a metadata CSV locates, as columns (no Python object per photo, so that
-    millions of them stay small and fork into loader workers unchanged): which shard, where in it, the photo id,
-    and the photo's row of the metadata; `missing` counts the shard records the metadata lacks."""
+    """The records of some shards that a metadata CSV locates, as columns: which shard, where in it, the photo id,
+    and the photo's row of the metadata; `missing` counts the shard records the metadata lacks or places nowhere
+    (lat/lon that are not valid degrees)."""
 
     paths: list[str]
     shard: np.ndarray  # int32: index into paths
     offset: np.ndarray
     length: np.ndarray
-    photo_ids: np.ndarray  # bytes (UTF-8)
+    photo_ids: np.ndarray  # str objects
     row: np.ndarray
     lookup: MetadataLookup
     missing: int
@@ -162,25 +180,25 @@ class ShardIndex:
         return self.lookup.lon[self.row]
 
     def place(self, k: int) -> ShardRecord:
-        return ShardRecord(self.paths[self.shard[k]], int(self.offset[k]), int(self.length[k]),
-                           self.photo_ids[k].decode())
+        return ShardRecord(self.paths[self.shard[k]], int(self.offset[k]), int(self.length[k]), self.photo_ids[k])
 
 
 def index_shards(shards: Iterable[str | Path], metadata: str | Path) -> ShardIndex:
     """One pass over the shards (record headers only) joined with the metadata: the one index of shard records
     that feature caching, fine-tuning and `list_rows` share."""
     lookup = read_metadata(metadata)
-    paths, parts, missing = [str(s) for s in shards], [], 0
+    paths, parts, missing, valid = [str(s) for s in shards], [], 0, lookup.valid
     for s, path in enumerate(paths):
         ids, offsets, lengths = index_shard(path)
         rows = lookup.find(ids)
-        found = rows >= 0
+        found = (rows >= 0) & valid[np.maximum(rows, 0)]
         missing += int((~found).sum())
-        encoded = np.array([i.encode() for i in ids], dtype=bytes) if ids else np.zeros(0, "S1")
-        parts.append((np.full(int(found.sum()), s, np.int32), offsets[found], lengths[found], encoded[found],
+        named = np.empty(len(ids), dtype=object)
+        named[:] = ids
+        parts.append((np.full(int(found.sum()), s, np.int32), offsets[found], lengths[found], named[found],
                       rows[found]))
     if not parts:
-        parts = [(np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, "S1"),
+        parts = [(np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, object),
                   np.zeros(0, np.int64))]
     shard, offset, length, photo_ids, row = (np.concatenate([p[i] for p in parts]) for i in range(5))
     return ShardIndex(paths, shard, offset, length, photo_ids, row, lookup, missing)

@@ -128,7 +128,8 @@ def _feature_inputs(args: argparse.Namespace) -> tuple[list[Record], list | None
     from locator.shards import shard_records
     records, items, missing = shard_records(args.mp16_shards, args.mp16_metadata)
     if missing:
-        print(f"features: {missing:,} shard records are not in {args.mp16_metadata} and are left out")
+        print(f"features: {missing:,} shard records are not in {args.mp16_metadata} (or have no valid lat/lon) "
+              "and are left out")
     if not records:
         raise DatasetError(f"{', '.join(args.mp16_shards)}: no record of these shards is in {args.mp16_metadata}")
     return records, items

@@ -68,7 +68,7 @@ class StoreIndex:
 
     def search(self, queries: np.ndarray, allowed: list[np.ndarray] | None, k: int):
         cells = [[int(c) for c in a] for a in allowed] if allowed is not None else None
-        hits = self.store.search(queries, cells, k=k + 1, exact=allowed is None)
+        hits = self.store.search(queries, cells, k=k + 1)  # within cells exact; globally as at locate time
         keep = hits.ids != self.own_ids[:, None]
         order = np.argsort(~keep, axis=1, kind="stable")[:, :k]  # own point (if found) moves to the end
         ids = np.where(np.take_along_axis(keep, order, 1), np.take_along_axis(hits.ids, order, 1), -1)

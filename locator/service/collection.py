@@ -23,7 +23,7 @@ from PIL import Image
 from locator.api import Locator
 from locator.errors import DataError, StoreError
 from locator.geo import CoordinateError, validate_latlon
-from locator.images import load_image
+from locator.images import load_image, longest_side
 from locator.methods import LocateSettings
 from locator.predictions import Prediction
 from locator.shards import index_shard, read_shard_record
@@ -160,9 +160,10 @@ def _thumbnail(location: str) -> bytes:
     if "#" in location and not Path(location).is_file():
         shard, _, photo_id = location.rpartition("#")
         offset, length = _shard_index(shard)[photo_id]
-        image = load_image(read_shard_record(shard, offset, length)[1], name=location, at_least=THUMBNAIL_PX)
+        image = load_image(read_shard_record(shard, offset, length)[1], name=location,
+                           draft_to=longest_side(THUMBNAIL_PX))
     else:
-        image = load_image(location, at_least=THUMBNAIL_PX)
+        image = load_image(location, draft_to=longest_side(THUMBNAIL_PX))
     image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=85)

@@ -148,7 +148,9 @@ class VectorStore(ABC):
 
     def search(self, queries: np.ndarray, cells: Sequence[int | Sequence[int]] | None, k: int = 10,
                level: int = -1, exact: bool = False) -> Hits:
-        """Top-k most similar points per query, restricted to its cell(s) at partition `level` (None: no filter)."""
+        """Top-k most similar points per query, restricted to its cell(s) at partition `level` (None: no filter).
+        Within cells the search is exact; a global one goes through the store's index (an HNSW graph where
+        there is one), unless `exact` asks for a scan of every point."""
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         if queries.shape[1] != self.spec.vector_size:
             raise StoreError(f"queries must have {self.spec.vector_size} dimensions, got {queries.shape[1]}")

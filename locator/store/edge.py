@@ -1,7 +1,7 @@
 """Qdrant Edge backend: the real Qdrant engine in-process, one writer per path (the WAL is the lock).
 
 Layout: `<path>/geoloc_store.json` (what the collection was made for) and `<path>/shard/` (Qdrant's files).
-Within-cell queries need no graph: Qdrant's planner scores small filtered sets exactly, on the float vectors.
+Within-cell queries are exact, on the float vectors: the payload index finds the cell's points, whatever its size.
 Global (unfiltered) queries, which retrieval and the fused method run for every photo, go through an HNSW graph
 over int8-quantised vectors, rescored on the float vectors, once `optimize()` has built it (ingest does at its
 end); without it they scan every vector exactly: 390 ms a query at the paper's 763 K points on 2 cores against
@@ -105,8 +105,8 @@ class EdgeStore(VectorStore):
         selector = qe.PayloadSelector.Include(["lat", "lon"])
         if cells is None and not exact:
             params = qe.SearchParams(hnsw_ef=GLOBAL_EF, quantization=_RESCORED)
-        else:
-            params = qe.SearchParams(exact=exact, quantization=_EXACT_VECTORS)
+        else:  # exact even in cells large enough for the planner to prefer the graph; the payload index still
+            params = qe.SearchParams(exact=True, quantization=_EXACT_VECTORS)  # finds their points (as fast)
         requests = [qe.QueryRequest(limit=k, query=qe.Query.Nearest(q.tolist()), with_payload=selector, params=params,
                                     filter=_cell_filter(field, cells[i]) if cells is not None else None)
                     for i, q in enumerate(queries)]

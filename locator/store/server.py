@@ -70,7 +70,7 @@ class ServerStore(VectorStore):
     def _search(self, queries: np.ndarray, cells: list[list[int]] | None, k: int, level: int, exact: bool) -> Hits:
         field = cell_field(level)
         requests = [qm.QueryRequest(query=q.tolist(), limit=k, with_payload=["lat", "lon"],
-                                    params=qm.SearchParams(exact=exact),
+                                    params=qm.SearchParams(exact=exact or cells is not None),
                                     filter=_cell_filter(field, cells[i]) if cells is not None else None)
                     for i, q in enumerate(queries)]
         responses = self.client.query_batch_points(self.collection, requests=requests)

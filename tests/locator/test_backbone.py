@@ -150,6 +150,6 @@ def test_normalise_equals_torchvision():
 
 def test_bundles_made_before_drafts_decode_in_full():
     old = {"mean": [0.5] * 3, "std": [0.5] * 3, "interpolation": "bicubic", "size": 300, "square": False}
-    assert Preprocessing.from_json(old).bucket == 0 and Preprocessing.from_json(old).decode_at_least is None
+    assert Preprocessing.from_json(old).bucket == 0 and Preprocessing.from_json(old).draft_to is None
     new = Preprocessing(size=300)
-    assert Preprocessing.from_json(new.to_json()) == new and new.decode_at_least == 300
+    assert Preprocessing.from_json(new.to_json()) == new and new.draft_to(4000, 3000) == (300, 224)

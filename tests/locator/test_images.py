@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from locator.images import ImageLoadError, load_image
+from locator.images import ImageLoadError, load_image, longest_side
 
 
 def _encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -107,24 +107,32 @@ def _smooth_jpeg(width: int, height: int, **save) -> bytes:
     return buffer.getvalue()
 
 
-def test_large_jpegs_decode_at_a_reduced_scale_that_keeps_the_size_asked_for():
+def test_large_jpegs_decode_at_a_reduced_scale_that_still_covers_the_resize_target():
     data = _smooth_jpeg(1600, 1200)
     assert load_image(data).size == (1600, 1200)
-    assert load_image(data, at_least=300).size == (400, 300)  # 1/4: the smallest scale keeping 300 px
-    assert load_image(data, at_least=150).size == (200, 150)  # 1/8
-    assert load_image(data, at_least=900).size == (1600, 1200)  # less than twice: decoded in full
-    assert load_image(_smooth_jpeg(500, 400), at_least=300).size == (500, 400)
+    assert load_image(data, draft_to=longest_side(300)).size == (400, 300)  # 1/4: the smallest covering 300 px
+    assert load_image(data, draft_to=longest_side(150)).size == (200, 150)  # 1/8
+    assert load_image(data, draft_to=longest_side(900)).size == (1600, 1200)  # less than twice: decoded in full
+    assert load_image(_smooth_jpeg(500, 400), draft_to=longest_side(300)).size == (500, 400)
     png = io.BytesIO()
     Image.new("RGB", (1600, 1200)).save(png, "PNG")
-    assert load_image(png.getvalue(), at_least=300).size == (1600, 1200)  # only JPEGs have DCT scales
+    assert load_image(png.getvalue(), draft_to=longest_side(300)).size == (1600, 1200)  # only JPEGs have DCT scales
+
+
+def test_square_and_elongated_targets_are_covered_on_both_sides():
+    from locator.preprocessing import Preprocessing
+    square = Preprocessing(size=300, square=True)
+    assert load_image(_smooth_jpeg(2400, 1200), draft_to=square.draft_to).size == (600, 300)  # not 300 × 150
+    panorama = Preprocessing(size=300)  # 300 × 32 after resizing: the short side snaps up to one bucket
+    assert load_image(_smooth_jpeg(4800, 200), draft_to=panorama.draft_to).size == (1200, 50)  # 1/4, not 1/8
 
 
 def test_a_reduced_decode_resizes_to_nearly_the_same_pixels():
     from locator.preprocessing import Preprocessing
     data = _smooth_jpeg(2400, 1800)
     drafted, full = Preprocessing(draft=True), Preprocessing(draft=False)
-    a = drafted.to_tensor(load_image(data, at_least=drafted.decode_at_least))
-    b = full.to_tensor(load_image(data, at_least=full.decode_at_least))
+    a = drafted.to_tensor(load_image(data, draft_to=drafted.draft_to))
+    b = full.to_tensor(load_image(data, draft_to=full.draft_to))
     assert a.shape == b.shape == (3, 224, 300)
     assert float((a - b).abs().mean()) < 0.01  # normalised units: pixels in [-1, 1]
 
@@ -132,5 +140,5 @@ def test_a_reduced_decode_resizes_to_nearly_the_same_pixels():
 def test_exif_rotated_jpegs_are_drafted_upright():
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90° clockwise to display
-    image = load_image(_smooth_jpeg(1600, 1200, exif=exif.tobytes()), at_least=300)
+    image = load_image(_smooth_jpeg(1600, 1200, exif=exif.tobytes()), draft_to=longest_side(300))
     assert image.size == (300, 400)

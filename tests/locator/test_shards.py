@@ -62,3 +62,26 @@ def test_a_corrupt_shard_is_a_clear_error(tmp_path):
     shard.write_bytes(msgpack.packb([1, 2, 3]))
     with pytest.raises(DatasetError, match="bad.msg: record 0"):
         shard_records([shard], _metadata(tmp_path / "mp16.csv", []))
+
+
+def test_records_without_valid_coordinates_are_left_out_and_counted(tmp_path):
+    shard = tmp_path / "s.msg"
+    write_shard(shard, [("a.jpg", _jpeg(1)), ("b.jpg", _jpeg(2)), ("c.jpg", _jpeg(3))])
+    meta = tmp_path / "meta.csv"
+    meta.write_text("IMG_ID,AUTHOR,LAT,LON\na.jpg,u,91,0\nb.jpg,u,10,20\nc.jpg,u,,20\n")
+    records, _, missing = shard_records([shard], meta)
+    assert [r.photo_id for r in records] == ["b.jpg"] and missing == 2
+
+
+def test_metadata_that_is_not_numbers_is_one_clear_error(tmp_path):
+    meta = tmp_path / "meta.csv"
+    meta.write_text("IMG_ID,AUTHOR,LAT,LON\na.jpg,u,north,20\n")
+    with pytest.raises(DatasetError, match="meta.csv: column LAT holds values that are not numbers"):
+        index_shards([], meta)
+
+
+def test_metadata_ids_and_owners_are_trimmed(tmp_path):
+    shard = tmp_path / "s.msg"
+    write_shard(shard, [("a.jpg", _jpeg(1))])
+    records, _, _ = shard_records([shard], _metadata(tmp_path / "meta.csv", [(" a.jpg ", " u1 ", 1, 2)]))
+    assert [(r.photo_id, r.owner) for r in records] == [("a.jpg", "u1")]

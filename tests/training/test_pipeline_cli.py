@@ -61,8 +61,8 @@ def test_features_from_another_backbone_are_refused(world, tmp_path, capsys):
     geoloc_train(["partition", "--coords", str(coords), "--tau-max", "10", "--out", str(cells)])
     geoloc_train(["bundle", "--out", str(tmp_path / "a"), "--partitions", str(cells), "--size", "64"])
     geoloc_train(["bundle", "--out", str(tmp_path / "b"), "--partitions", str(cells), "--size", "80", "--full-decode"])
-    assert Bundle.load(tmp_path / "a").backbone.preprocessing.decode_at_least == 64
-    assert Bundle.load(tmp_path / "b").backbone.preprocessing.decode_at_least is None
+    assert Bundle.load(tmp_path / "a").backbone.preprocessing.draft_to is not None
+    assert Bundle.load(tmp_path / "b").backbone.preprocessing.draft_to is None
     geoloc_train(["features", "--bundle", str(tmp_path / "a"), "--data", str(manifest), "--out", str(tmp_path / "fa")])
     capsys.readouterr()
     assert geoloc_train(["head", "--bundle", str(tmp_path / "b"), "--features", str(tmp_path / "fa"), "--kind", "ce"]) == 2
