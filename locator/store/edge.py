@@ -4,8 +4,8 @@ Layout: `<path>/geoloc_store.json` (what the collection was made for) and `<path
 Within-cell queries are exact, on the float vectors: the payload index finds the cell's points, whatever its size.
 Global (unfiltered) queries, which retrieval and the fused method run for every photo, go through an HNSW graph
 over int8-quantised vectors, rescored on the float vectors, once `optimize()` has built it (ingest does at its
-end); without it they scan every vector exactly: 390 ms a query at the paper's 763 K points on 2 cores against
-about 1.5 ms (benchmarks/results/store.md). Stores made before the graph keep scanning exactly.
+end); without it they scan every vector exactly: 380 ms a query at the paper's 763 K points on 2 cores against
+5 ms (benchmarks/results/store.md). Stores made before the graph keep scanning exactly.
 """
 
 from __future__ import annotations
