@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from locator.geo import valid_latlon
 from locator.store import point_id
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ def row_status(photo_ids: list[str], sources: list[str], lat: np.ndarray, lon: n
     ids = np.array([point_id(s, p) for s, p in zip(sources, photo_ids)], dtype=np.int64)
     pos = np.clip(np.searchsorted(stored, ids), 0, max(len(stored) - 1, 0))
     in_store = (stored[pos] == ids) if len(stored) else np.zeros(len(ids), dtype=bool)
-    valid = np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90) & (np.abs(lon) <= 180)
+    valid = valid_latlon(lat, lon)
     out = []
     for k in range(len(ids)):
         if found is not None and not found[k]:

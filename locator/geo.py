@@ -14,13 +14,19 @@ class CoordinateError(DataError):
     """A latitude/longitude that is not finite or out of range."""
 
 
+def valid_latlon(lat: ArrayLike, lon: ArrayLike) -> np.ndarray:
+    """Which (lat, lon) pairs are degrees on the globe: finite, |lat| <= 90 and |lon| <= 180."""
+    lat, lon = np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
+    return np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90.0) & (np.abs(lon) <= 180.0)
+
+
 def validate_latlon(lat: ArrayLike, lon: ArrayLike, source: str = "coordinates") -> tuple[np.ndarray, np.ndarray]:
     """Return (lat, lon) as float64 arrays, or raise CoordinateError naming `source` and the first bad entry."""
     lat_arr = np.asarray(lat, dtype=np.float64)
     lon_arr = np.asarray(lon, dtype=np.float64)
     if lat_arr.shape != lon_arr.shape:
         raise CoordinateError(f"{source}: lat has shape {lat_arr.shape} but lon has shape {lon_arr.shape}")
-    bad = ~(np.isfinite(lat_arr) & np.isfinite(lon_arr) & (np.abs(lat_arr) <= 90.0) & (np.abs(lon_arr) <= 180.0))
+    bad = ~valid_latlon(lat_arr, lon_arr)
     if bad.any():
         first = np.flatnonzero(bad.ravel())[0]
         raise CoordinateError(

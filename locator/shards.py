@@ -17,6 +17,7 @@ import numpy as np
 
 from locator.datasets import DatasetError, Record
 from locator.feature_cache import group_ids
+from locator.geo import valid_latlon
 
 
 def iter_shard_records(source: Path | BinaryIO, name: str | None = None) -> Iterator[tuple[str, bytes]]:
@@ -89,11 +90,6 @@ class MetadataLookup:
     owner_codes: np.ndarray
     owners: list[str]
 
-    @property
-    def valid(self) -> np.ndarray:
-        """Rows whose lat/lon are degrees on the globe."""
-        return np.isfinite(self.lat) & np.isfinite(self.lon) & (np.abs(self.lat) <= 90) & (np.abs(self.lon) <= 180)
-
     def find(self, photo_ids: list[str]) -> np.ndarray:
         """Row of each photo id, or -1."""
         keys = group_ids(photo_ids)
@@ -106,7 +102,7 @@ class MetadataLookup:
 def read_metadata(path: str | Path) -> MetadataLookup:
     """The lookup of a benchmark-format metadata CSV (IMG_ID, AUTHOR, LAT, LON columns, any case); ids and owners
     are trimmed. Rows whose lat/lon are not valid degrees stay in the lookup: their photos are rejected one by one
-    (`valid` tells them)."""
+    (locator.geo.valid_latlon tells them)."""
     import pyarrow
     from pyarrow import csv
 
@@ -187,7 +183,7 @@ def index_shards(shards: Iterable[str | Path], metadata: str | Path) -> ShardInd
     """One pass over the shards (record headers only) joined with the metadata: the one index of shard records
     that feature caching, fine-tuning and `list_rows` share."""
     lookup = read_metadata(metadata)
-    paths, parts, missing, valid = [str(s) for s in shards], [], 0, lookup.valid
+    paths, parts, missing, valid = [str(s) for s in shards], [], 0, valid_latlon(lookup.lat, lookup.lon)
     for s, path in enumerate(paths):
         ids, offsets, lengths = index_shard(path)
         rows = lookup.find(ids)

@@ -386,8 +386,8 @@ def _commands(commands: argparse._SubParsersAction) -> None:
     bundle.add_argument("--size", type=int, default=300, help="longest side (or square side) at inference (default: 300)")
     bundle.add_argument("--square", action="store_true", help="resize to size×size instead of keeping the aspect")
     bundle.add_argument("--full-decode", action="store_true",
-                        help="decode every JPEG in full (default: large JPEGs decode at a reduced scale that keeps "
-                             "the longest side at least --size, several times faster)")
+                        help="decode every JPEG in full (default: large JPEGs decode at a reduced scale that still "
+                             "covers their resize target, several times faster)")
     bundle.add_argument("--seed", type=int, default=0, help="seed of the random initialisation with --weights none "
                         "(default: 0)")
     bundle.set_defaults(run=_bundle)

@@ -87,3 +87,11 @@ def test_validate_names_the_bad_values_as_plain_numbers():
 def test_validate_accepts_the_edges():
     lat, lon = validate_latlon([90, -90, 0], [180, -180, 0])
     assert lat.dtype == np.float64 and lon.shape == (3,)
+
+
+def test_valid_latlon_marks_exactly_the_pairs_on_the_globe():
+    from locator.geo import valid_latlon
+    lat = [0.0, 90.0, -90.0, 90.5, float("nan"), 10.0, 10.0, float("inf")]
+    lon = [0.0, 180.0, -180.0, 0.0, 0.0, 180.01, float("nan"), 0.0]
+    expected = [abs(a) <= 90 and abs(b) <= 180 for a, b in zip(lat, lon)]  # NaN and inf compare False
+    assert valid_latlon(lat, lon).tolist() == expected
