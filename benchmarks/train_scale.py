@@ -47,13 +47,14 @@ start = time.perf_counter()
 if kind == "rrm":
     cells = partitions[-1].lookup(data.lat, data.lon)
     _, log = train_rrm(data, cells, RRMSettings(steps=steps, eval_every=steps, space="rrm"), progress=False)
-    result = {"samples_per_second": 2 * log.pairs_per_second, "samples": 2 * 128 * log.steps,
+    result = {"samples_per_second": 2 * log.pairs_per_second, "samples_seen": 2 * 128 * log.steps,
               "precision_at_10": log.to_json()["precision_at_10"]}
 else:
     init = None
     settings = HeadSettings(epochs=1, min_epochs=1, max_seconds=seconds)
     _, log = train_head(kind, data, partitions, settings, progress=False)
-    result = {"samples_per_second": log.samples_per_second, "samples": log.train_rows, "epochs": len(log.epochs),
+    result = {"samples_per_second": log.samples_per_second, "samples_seen": log.samples_seen,
+              "train_rows": log.train_rows, "epochs": len(log.epochs),
               "first_loss": log.epochs[0].loss, "validation": log.to_json()["best"]}
 status = open("/proc/self/status").read()
 result["peak_rss_mb"] = int(status.split("VmHWM:")[1].split()[0]) / 1024
@@ -146,9 +147,10 @@ def write_report(args: argparse.Namespace, report: dict, size_gb: float) -> None
              f"signal), the real MP16 partitions ({' / '.join(f'{c:,}' for c in report['cells'])} cells), on "
              f"{device} ({os.cpu_count()} cores). Each head: one epoch capped at {args.seconds:.0f} s; the RRM: "
              f"{args.rrm_steps} steps of 128 pairs. Each stage in its own process.\n",
-             "| stage | samples/s | peak RSS (MB) | seconds |", "|---|---|---|---|"]
-    lines += [f"| {kind} | {s['samples_per_second']:,.0f} | {s['peak_rss_mb']:,.0f} | {s['seconds']:.0f} |"
-              if "failed" not in s else f"| {kind} | failed | | |" for kind, s in stages.items()]
+             "| stage | samples/s | samples seen | peak RSS (MB) | seconds |", "|---|---|---|---|---|"]
+    lines += [f"| {kind} | {s['samples_per_second']:,.0f} | {s['samples_seen']:,} | {s['peak_rss_mb']:,.0f} | "
+              f"{s['seconds']:.0f} |" if "failed" not in s else f"| {kind} | failed | | | |"
+              for kind, s in stages.items()]
     (args.results / "train_scale.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

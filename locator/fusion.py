@@ -42,7 +42,7 @@ import numpy as np
 
 from locator.aggregation import cluster_labels
 from locator.cells import Partition
-from locator.geo import EARTH_RADIUS_KM, haversine_km, latlon_to_xyz, spherical_mean
+from locator.geo import EARTH_RADIUS_KM, group_means, haversine_km, latlon_to_xyz
 
 THRESHOLDS_KM = (1.0, 25.0, 200.0, 750.0, 2500.0)
 CONFIDENCE_KM = 25.0
@@ -123,20 +123,15 @@ def baselines(within_best_cell: Row, global_row: Row, centre: tuple[float, float
 def make_candidates(pool: Pool, centre_lat: float, centre_lon: float, eps_km: float = 1.0,
                     with_centre: bool = True) -> Candidates:
     """The pool's DBSCAN clusters, then (if `with_centre`, or when the pool is empty) the classifier's estimate."""
-    lats, lons, members = [], [], []
+    lats, lons, members = np.zeros(0), np.zeros(0), []
     if len(pool):
         labels = cluster_labels(pool.lat, pool.lon, eps_km)
-        for label in range(labels.max() + 1):
-            inside = np.flatnonzero(labels == label)
-            lat, lon = spherical_mean(pool.lat[inside], pool.lon[inside])
-            lats.append(lat)
-            lons.append(lon)
-            members.append(inside)
+        lats, lons = group_means(pool.lat, pool.lon, labels)
+        members = np.split(np.argsort(labels, kind="stable"), np.cumsum(np.bincount(labels))[:-1])
     if with_centre or not members:
-        lats.append(float(centre_lat))
-        lons.append(float(centre_lon))
+        lats, lons = np.append(lats, float(centre_lat)), np.append(lons, float(centre_lon))
         members.append(np.zeros(0, dtype=np.int64))
-    return Candidates(np.array(lats), np.array(lons), members)
+    return Candidates(lats, lons, members)
 
 
 def found(row: Row) -> bool:
@@ -162,8 +157,7 @@ def candidate_features(candidates: Candidates, pool: Pool, probabilities: np.nda
     cell_p = np.where(cells >= 0, probabilities[np.clip(cells, 0, None)], probabilities.min())
     pool_max = float(pool.scores.max()) if len(pool) else 0.0
     size = np.array([len(m) for m in candidates.members], dtype=float)
-    max_sim = np.array([pool.scores[m].max() if len(m) else 0.0 for m in candidates.members])
-    mean_sim = np.array([pool.scores[m].mean() if len(m) else 0.0 for m in candidates.members])
+    max_sim, mean_sim = _member_similarity(candidates, pool.scores)
     xyz = latlon_to_xyz(candidates.lat, candidates.lon)
     mass = [(_within(xyz, centres_xyz, r) * probabilities[None, :]).sum(axis=1) for r in MASS_RADII_KM]
     weights = np.clip(pool.scores, 0.0, None)
@@ -177,6 +171,19 @@ def candidate_features(candidates: Candidates, pool: Pool, probabilities: np.nda
                np.log(np.maximum(cell_p, _MIN_P)), (cells < 0).astype(float), *mass, *share, *to_baselines,
                candidates.is_centre.astype(float), np.full(n, probabilities[top]), np.full(n, pool_max)]
     return np.stack(columns, axis=1)
+
+
+def _member_similarity(candidates: Candidates, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each candidate's best and mean neighbour similarity (0 for the classifier's estimate, which has none)."""
+    sizes = np.array([len(m) for m in candidates.members])
+    best, mean = np.zeros(len(candidates)), np.zeros(len(candidates))
+    held = sizes > 0
+    if held.any():
+        values = scores[np.concatenate(candidates.members)]
+        starts = (np.cumsum(sizes) - sizes)[held]
+        best[held] = np.maximum.reduceat(values, starts)
+        mean[held] = np.add.reduceat(values, starts) / sizes[held]
+    return best, mean
 
 
 @dataclass(frozen=True)

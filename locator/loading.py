@@ -91,6 +91,9 @@ def load_stream(items: Sequence[ImageInput], preprocessing: Preprocessing, devic
         yield from DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers, prefetch_factor=8,
                               collate_fn=_as_is)
         return
+    if len(items) == 1:  # nothing to overlap: a thread pool would only add its start-up (~0.4 ms)
+        yield dataset[0]
+        return
     with ThreadPoolExecutor(max_workers=decode_threads(device)) as pool:
         pending: deque = deque()
         for index in range(len(items)):

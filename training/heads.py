@@ -55,6 +55,7 @@ class HeadLog:
     best_epoch: int = 0
     train_rows: int = 0
     validation_rows: int = 0
+    samples_seen: int = 0  # rows trained on, over every epoch (an epoch cut short by max_seconds counts its part)
     samples_per_second: float = 0.0
 
     @property
@@ -66,7 +67,7 @@ class HeadLog:
 
     def to_json(self) -> dict:
         return {"best_epoch": self.best_epoch, "train_rows": self.train_rows, "validation_rows": self.validation_rows,
-                "samples_per_second": self.samples_per_second, "best": asdict(self.best()) if self.epochs else None}
+                "samples_seen": self.samples_seen, "samples_per_second": self.samples_per_second, "best": asdict(self.best()) if self.epochs else None}
 
     def csv(self) -> str:
         names = list(asdict(EpochLog(0, 0.0)))
@@ -169,6 +170,7 @@ def train_head(kind: str, data: TrainingRows, partitions: list[Partition], setti
             break
         if settings.max_seconds is not None and time.perf_counter() - start > settings.max_seconds:
             break
+    log.samples_seen = seen
     log.samples_per_second = seen / max(training_seconds, 1e-9)  # optimisation steps only, validation excluded
     head.load_state_dict(best_state)
     return head.cpu().eval(), log

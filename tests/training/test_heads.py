@@ -43,6 +43,7 @@ def test_streamed_training_equals_in_memory_training(tmp_path, kind):
     _, b = train_head(kind, in_memory, partitions, settings, device="cpu", progress=False)
     assert np.allclose(a.losses, b.losses, rtol=0, atol=1e-5)
     assert a.losses[-1] < a.losses[0] and a.best().val_cell_accuracy > 0.3
+    assert a.samples_seen == 6 * a.train_rows and a.train_rows + a.validation_rows <= len(features)
 
 
 def test_validation_picks_the_best_epoch_and_stops_early(tmp_path):
