@@ -65,7 +65,7 @@ def create_app(collection: ServedCollection, settings: ServiceSettings) -> FastA
                 "refit_advised_for": bundle.info.fusion_unfitted_sources(sources)}
 
     @app.post("/v1/locate")
-    async def locate(request: Request, images: list[UploadFile] = File(...)) -> dict:
+    async def locate(request: Request, images: list[UploadFile] = File(...)) -> JSONResponse:
         if len(images) > settings.max_photos:
             raise HTTPException(413, f"{len(images)} photos in one request; at most {settings.max_photos}")
         try:
@@ -78,7 +78,8 @@ def create_app(collection: ServedCollection, settings: ServiceSettings) -> FastA
             p.image = upload.filename or f"photo {k + 1}"
             if p.error.startswith("<"):  # the reader names bytes by their size: name the upload instead
                 p.error = f"{p.image}: {p.error.split(': ', 1)[-1]}"
-        return {"predictions": [prediction_json(p, cell_polygon(fine, p.cell_token)) for p in predictions]}
+        # Already plain JSON types: FastAPI's own encoder would walk every neighbour again on the event loop.
+        return JSONResponse({"predictions": [prediction_json(p, cell_polygon(fine, p.cell_token)) for p in predictions]})
 
     @app.post("/v1/photos", status_code=201)
     async def add_photo(request: Request, image: UploadFile = File(...), lat: float = Form(...),
