@@ -7,6 +7,7 @@ near-duplicates of each other and would leak between training and evaluation.
 from __future__ import annotations
 
 import csv
+import io
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -139,11 +140,12 @@ def _ref(value: object) -> str:
     return text.strip("\x00 ").upper()
 
 
-def read_exif_gps(path: str | Path) -> tuple[float, float] | None:
-    """(lat, lon) from a photo's EXIF GPS tags, or None when it has none. Raises DatasetError if unreadable."""
-    path = Path(path)
+def read_exif_gps(source: str | Path | bytes, name: str | None = None) -> tuple[float, float] | None:
+    """(lat, lon) from a photo's EXIF GPS tags (a path, or the encoded bytes of a photo called `name`), or None when
+    it has none. Raises DatasetError if unreadable."""
+    path = name or (f"<{len(source)} bytes>" if isinstance(source, bytes) else str(source))
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
             gps = image.getexif().get_ifd(_GPS_IFD)
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
         raise DatasetError(f"{path}: cannot read image metadata ({exc})") from exc

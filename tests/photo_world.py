@@ -53,3 +53,21 @@ def write_shard_world(manifest: Path, out: Path, shards: int = 3) -> tuple[list[
         writer.writerow(["IMG_ID", "AUTHOR", "LAT", "LON"])
         writer.writerows([r.photo_id, r.owner, r.lat, r.lon] for r in records)
     return paths, metadata
+
+
+def with_gps_exif(image: Image.Image, lat: float, lon: float) -> bytes:
+    """`image` as a JPEG whose EXIF GPS tags say (lat, lon), written as a camera does: degrees, minutes and
+    seconds as rationals, with N/S and E/W references."""
+    from fractions import Fraction
+    import io
+
+    def dms(value: float) -> tuple[Fraction, Fraction, Fraction]:
+        degrees, rest = divmod(abs(value), 1)
+        minutes, rest = divmod(rest * 60, 1)
+        return Fraction(int(degrees)), Fraction(int(minutes)), Fraction(round(rest * 60 * 10_000), 10_000)
+
+    exif = Image.Exif()
+    exif.get_ifd(0x8825).update({1: "N" if lat >= 0 else "S", 2: dms(lat), 3: "E" if lon >= 0 else "W", 4: dms(lon)})
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, "JPEG", exif=exif)
+    return buffer.getvalue()

@@ -29,7 +29,7 @@ from locator.errors import GeolocError
 from locator.methods import LocateSettings
 from locator.service.batcher import MicroBatcher
 from locator.service.cells import cell_polygon
-from locator.service.collection import ServedCollection, prediction_json
+from locator.service.collection import ServedCollection, exif_claim, prediction_json
 from locator.service.metrics import Metrics
 from locator.service.settings import ServiceSettings
 from locator.settings import from_mapping
@@ -79,11 +79,12 @@ def create_app(collection: ServedCollection, settings: ServiceSettings) -> FastA
             if p.error.startswith("<"):  # the reader names bytes by their size: name the upload instead
                 p.error = f"{p.image}: {p.error.split(': ', 1)[-1]}"
         # Already plain JSON types: FastAPI's own encoder would walk every neighbour again on the event loop.
-        return JSONResponse({"predictions": [prediction_json(p, cell_polygon(fine, p.cell_token)) for p in predictions]})
+        return JSONResponse({"predictions": [{**prediction_json(p, cell_polygon(fine, p.cell_token)),
+                                              "exif_gps": exif_claim(data, p)} for p, data in zip(predictions, photos)]})
 
     @app.post("/v1/photos", status_code=201)
-    async def add_photo(request: Request, image: UploadFile = File(...), lat: float = Form(...),
-                        lon: float = Form(...), photo_id: str = Form(...), owner: str = Form(""),
+    async def add_photo(request: Request, image: UploadFile = File(...), lat: float | None = Form(None),
+                        lon: float | None = Form(None), photo_id: str = Form(...), owner: str = Form(""),
                         source: str = Form("service")) -> dict:
         _authorise(request, settings)
         data = await image.read()
@@ -93,7 +94,8 @@ def create_app(collection: ServedCollection, settings: ServiceSettings) -> FastA
             raise HTTPException(422, str(exc)) from exc
         metrics.points.inc()
         return {"id": str(point.id), "photo_id": point.photo_id, "source": point.source, "lat": point.lat,
-                "lon": point.lon, "cell": point.tokens[-1] if point.tokens else ""}
+                "lon": point.lon, "position_from": "form" if lat is not None else "exif",
+                "cell": point.tokens[-1] if point.tokens else ""}
 
     @app.get("/v1/photos/{point}/thumbnail")
     async def thumbnail(point: int) -> Response:

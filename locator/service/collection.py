@@ -22,7 +22,8 @@ from PIL import Image
 
 from locator.api import Locator
 from locator.errors import DataError, StoreError
-from locator.geo import CoordinateError, validate_latlon
+from locator.datasets import DatasetError, read_exif_gps
+from locator.geo import CoordinateError, haversine_km, validate_latlon
 from locator.images import load_image, longest_side
 from locator.methods import LocateSettings
 from locator.predictions import Prediction
@@ -78,15 +79,25 @@ class ServedCollection:
         return out
 
     # --- add ------------------------------------------------------------------------------------------------
-    def add_photo(self, data: bytes, lat: float, lon: float, photo_id: str, owner: str, source: str) -> PhotoPoint:
-        """Validate, keep and embed one reference photo; durable when this returns."""
-        try:
-            lat_a, lon_a = validate_latlon(lat, lon, f"photo {photo_id!r}")
-        except CoordinateError as exc:
-            raise DataError(str(exc)) from exc
+    def add_photo(self, data: bytes, lat: float | None, lon: float | None, photo_id: str, owner: str,
+                  source: str) -> PhotoPoint:
+        """Validate, keep and embed one reference photo; durable when this returns. Without lat and lon, the
+        photo's own EXIF GPS position places it."""
         if not photo_id.strip():
             raise DataError("photo_id must not be empty")
-        image = load_image(data, name=f"photo {photo_id!r}")
+        name = f"photo {photo_id.strip()!r}"
+        image = load_image(data, name=name)
+        if lat is None and lon is None:
+            claim = read_exif_gps(data, name)
+            if claim is None:
+                raise DataError(f"{name}: give lat and lon, or a photo with a GPS position in its EXIF")
+            lat, lon = claim
+        elif lat is None or lon is None:
+            raise DataError(f"{name}: give both lat and lon, or neither to take them from the photo's EXIF GPS")
+        try:
+            lat_a, lon_a = validate_latlon(lat, lon, name)
+        except CoordinateError as exc:
+            raise DataError(str(exc)) from exc
         bundle = self.locator.bundle
         point = PhotoPoint.placed(photo_id.strip(), source.strip() or "service", float(lat_a), float(lon_a),
                                   bundle.partitions, owner=owner.strip())
@@ -173,6 +184,19 @@ def _thumbnail(location: str) -> bytes:
 def _file_name(payload: dict) -> str:
     """A reference's file name, without the server's folders (its pixels are at the thumbnail URL)."""
     return Path(str(payload.get("image", ""))).name
+
+
+def exif_claim(data: bytes, p: Prediction) -> dict | None:
+    """Where the upload's own EXIF GPS says it was taken, and how far the estimate lies from there: a claim to
+    check, never evidence for the estimate (None without a readable GPS position)."""
+    try:
+        claim = read_exif_gps(data)
+    except DatasetError:
+        return None
+    if claim is None:
+        return None
+    distance = float(haversine_km(p.lat, p.lon, *claim)) if p.ok else None
+    return {"lat": claim[0], "lon": claim[1], "distance_km": distance}
 
 
 def prediction_json(p: Prediction, cell_polygon: list[list[float]] | None) -> dict:

@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -17,6 +18,7 @@ from locator.service.app import create_app
 from locator.service.collection import ServedCollection
 from locator.service.settings import ServiceSettings
 from tests.locator.located_world import build
+from tests.photo_world import with_gps_exif
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +117,46 @@ def test_adding_a_photo_makes_it_findable_and_is_idempotent(world, tmp_path):
     locator.close()
 
 
+def test_exif_gps_is_shown_as_a_claim_and_can_place_an_added_photo(world, tmp_path):
+    from sklearn.metrics.pairwise import haversine_distances
+    client, locator = _client(world, tmp_path)
+    claim = (-12.0463, -77.0428)
+    pixels = Image.open(world["queries"][0].image)
+    tagged, plain = with_gps_exif(pixels, *claim), _encoded(pixels)
+    with client:
+        files = [("images", ("tagged.jpg", tagged, "image/jpeg")), ("images", ("plain.jpg", plain, "image/jpeg")),
+                 ("images", ("notes.jpg", b"text", "image/jpeg"))]
+        shown, bare, bad = client.post("/v1/locate", files=files).json()["predictions"]
+        assert (shown["exif_gps"]["lat"], shown["exif_gps"]["lon"]) == pytest.approx(claim, abs=1e-6)
+        oracle = haversine_distances(np.radians([[shown["lat"], shown["lon"]], list(claim)]))[0, 1] * 6371.0
+        assert shown["exif_gps"]["distance_km"] == pytest.approx(oracle, rel=1e-9)
+        assert (shown["lat"], shown["lon"]) == (bare["lat"], bare["lon"])  # a claim, never evidence
+        assert bare["exif_gps"] is None and bad["exif_gps"] is None and not bad["ok"]
+        before = client.get("/v1/health").json()["points"]
+        form = {"photo_id": "from-exif", "source": "field"}
+        added = client.post("/v1/photos", files={"image": ("t.jpg", tagged, "image/jpeg")},
+                            data={**form, "lat": "", "lon": ""})  # what the page's form sends when they are empty
+        assert added.status_code == 201, added.text
+        assert added.json()["position_from"] == "exif"
+        assert (added.json()["lat"], added.json()["lon"]) == pytest.approx(claim, abs=1e-6)
+        stored = locator.store.payloads([int(added.json()["id"])])[int(added.json()["id"])]
+        assert (stored["lat"], stored["lon"]) == pytest.approx(claim, abs=1e-6)
+        untagged = client.post("/v1/photos", files={"image": ("p.jpg", plain, "image/jpeg")},
+                               data={"photo_id": "nowhere"})
+        assert untagged.status_code == 422 and "EXIF" in untagged.json()["detail"]
+        half = client.post("/v1/photos", files={"image": ("t.jpg", tagged, "image/jpeg")},
+                           data={"photo_id": "half", "lat": "10"})
+        assert half.status_code == 422 and "both lat and lon" in half.json()["detail"]
+        assert client.get("/v1/health").json()["points"] == before + 1
+    locator.close()
+
+
+def _encoded(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
 def test_limits_and_the_token(world, tmp_path):
     client, locator = _client(world, tmp_path, token="s3cret", max_upload_mb=0.05, max_photos=2)
     with client:
@@ -141,6 +183,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+HOSTILE_ID = '<img src=x onerror="window.__xss=1">'
+
+
 def test_the_page_shows_the_estimate_and_the_neighbours_in_chromium(world, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api")
     import uvicorn
@@ -152,6 +197,12 @@ def test_the_page_shows_the_estimate_and_the_neighbours_in_chromium(world, tmp_p
     thread.start()
     while not server.started:
         time.sleep(0.05)
+    query = Image.open(world["queries"][0].image)
+    tagged = tmp_path / "tagged.jpg"
+    tagged.write_bytes(with_gps_exif(query, 48.8584, 2.2945))
+    added = httpx.post(f"http://127.0.0.1:{port}/v1/photos", files={"image": ("q.jpg", _encoded(query), "image/jpeg")},
+                       data={"photo_id": HOSTILE_ID, "lat": "1.5", "lon": "2.5"}, timeout=60)
+    assert added.status_code == 201, added.text
     try:
         with playwright.sync_playwright() as p:
             try:
@@ -162,10 +213,14 @@ def test_the_page_shows_the_estimate_and_the_neighbours_in_chromium(world, tmp_p
                 pytest.skip(f"Chromium cannot start: {str(exc).splitlines()[0]}")
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{port}/")
-            page.set_input_files("#files", world["queries"][0].image)
+            page.set_input_files("#files", tagged)
             page.wait_for_selector(".estimate-marker", timeout=60_000)
             page.wait_for_selector(".neighbour-thumb img", timeout=60_000)
             assert page.locator(".neighbour-marker").count() >= 1
+            assert page.locator(".exif-marker").count() == 1 and "EXIF GPS claims" in page.text_content(".result .claim")
+            # the same photo, added under a name that is markup, is the first neighbour: shown as text, never run
+            assert page.get_attribute(".neighbour-thumb img", "alt") == HOSTILE_ID
+            assert page.evaluate("window.__xss") is None
             loaded = page.eval_on_selector_all(".neighbour-thumb img", "imgs => imgs.filter(i => i.naturalWidth > 0).length")
             assert loaded >= 1
             page.locator(".neighbour-marker").first.click(force=True)

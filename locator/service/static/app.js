@@ -11,6 +11,9 @@ const basemap = L.layerGroup().addTo(map);
 const resultsLayer = L.layerGroup().addTo(map);
 const collectionLayer = L.layerGroup();
 const fmt = (x, d = 4) => (x === null || x === undefined ? "–" : Number(x).toFixed(d));
+// Photo ids, sources, owners and names come from whoever added the photos: never markup.
+const ESCAPES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
+const esc = s => String(s ?? "").replace(/[&<>"']/g, c => ESCAPES[c]);
 
 // Rings that cross the antimeridian (Russia, Fiji, Antarctica) would be drawn as bands across the whole map:
 // unwrap their longitudes so that consecutive points never jump by more than 180°.
@@ -90,8 +93,9 @@ function showPrediction(p, queryUrl) {
     ` · cell ${p.cell_token} · ${p.method}` + (p.note ? " · " + p.note : "");
   box.appendChild(text);
   const estimate = L.circleMarker([p.lat, p.lon], { pane: "estimates", radius: 8, color: "#d7301f",
-    fillOpacity: 0.8, className: "estimate-marker" }).bindPopup(`<b>${p.image}</b><br>${text.textContent}`);
+    fillOpacity: 0.8, className: "estimate-marker" }).bindPopup(`<b>${esc(p.image)}</b><br>${esc(text.textContent)}`);
   resultsLayer.addLayer(estimate);
+  if (p.exif_gps) showClaim(p, box);
   if (p.radius_km) {
     resultsLayer.addLayer(L.circle([p.lat, p.lon], { pane: "estimates", radius: p.radius_km * 1000,
       color: "#d7301f", weight: 1, fillOpacity: 0.05, interactive: false }));
@@ -105,17 +109,30 @@ function showPrediction(p, queryUrl) {
   for (const n of p.neighbours) {
     const marker = L.circleMarker([n.lat, n.lon], { pane: "neighbours", radius: 5, color: "#2b6cb0",
       fillOpacity: 0.9, className: "neighbour-marker" }).bindPopup(
-      `<div class="popup"><img src="${n.thumbnail}" alt=""><b>${n.photo_id}</b> (${n.source})<br>` +
+      `<div class="popup"><img src="${esc(n.thumbnail)}" alt=""><b>${esc(n.photo_id)}</b> (${esc(n.source)})<br>` +
       `similarity ${fmt(n.similarity, 3)} · ${fmt(n.distance_km, 1)} km from the estimate</div>`);
     resultsLayer.addLayer(marker);
     const thumb = document.createElement("div");
     thumb.className = "neighbour-thumb";
-    thumb.innerHTML = `<img src="${n.thumbnail}" alt="${n.photo_id}"><span>${fmt(n.distance_km, 1)} km · ${fmt(n.similarity, 2)}</span>`;
+    thumb.innerHTML = `<img src="${esc(n.thumbnail)}" alt="${esc(n.photo_id)}"><span>${fmt(n.distance_km, 1)} km · ${fmt(n.similarity, 2)}</span>`;
     thumb.onclick = () => { map.setView([n.lat, n.lon], Math.max(map.getZoom(), 6)); marker.openPopup(); };
     strip.appendChild(thumb);
   }
   box.appendChild(strip);
   return box;
+}
+
+// Where the photo's own EXIF GPS says it was taken: a claim to check against the estimate, not evidence for it.
+function showClaim(p, box) {
+  const c = p.exif_gps;
+  const line = document.createElement("div");
+  line.className = "claim";
+  line.textContent = `EXIF GPS claims ${fmt(c.lat)}, ${fmt(c.lon)}: ${fmt(c.distance_km, 1)} km from the estimate`;
+  box.appendChild(line);
+  resultsLayer.addLayer(L.circleMarker([c.lat, c.lon], { pane: "estimates", radius: 7, color: "#6a3d9a",
+    fillOpacity: 0.8, className: "exif-marker" }).bindPopup(`<b>${esc(p.image)}</b><br>${esc(line.textContent)}`));
+  resultsLayer.addLayer(L.polyline([[p.lat, p.lon], [c.lat, c.lon]], { pane: "estimates", color: "#6a3d9a",
+    weight: 1, dashArray: "4", interactive: false }));
 }
 
 async function locate(files) {
@@ -134,6 +151,7 @@ async function locate(files) {
   body.predictions.forEach((p, k) => {
     results.appendChild(showPrediction(p, URL.createObjectURL(files[k])));
     if (p.ok) { bounds.push([p.lat, p.lon]); p.neighbours.forEach(n => bounds.push([n.lat, n.lon])); }
+    if (p.exif_gps) bounds.push([p.exif_gps.lat, p.exif_gps.lon]);
   });
   if (bounds.length) map.fitBounds(bounds, { padding: [30, 30], maxZoom: 10, animate: false });
   status.textContent = `${body.predictions.filter(p => p.ok).length} of ${files.length} located`;
@@ -169,9 +187,9 @@ async function showPage() {
   body.innerHTML = "";
   for (const p of page.points) {
     const row = document.createElement("tr");
-    row.innerHTML = `<td><img src="${p.thumbnail}" alt=""></td><td>${p.photo_id}</td><td>${p.source}</td>` +
-      `<td>${p.owner}</td><td>${fmt(p.lat)}, ${fmt(p.lon)}</td><td>${p.s2_0 !== undefined ? Object.keys(p)
-        .filter(k => k.startsWith("s2_")).sort().map(k => p[k]).pop() : ""}</td>`;
+    row.innerHTML = `<td><img src="${esc(p.thumbnail)}" alt=""></td><td>${esc(p.photo_id)}</td><td>${esc(p.source)}</td>` +
+      `<td>${esc(p.owner)}</td><td>${fmt(p.lat)}, ${fmt(p.lon)}</td><td>${p.s2_0 !== undefined ? esc(Object.keys(p)
+        .filter(k => k.startsWith("s2_")).sort().map(k => p[k]).pop()) : ""}</td>`;
     row.onclick = () => map.setView([p.lat, p.lon], 8);
     body.appendChild(row);
   }
@@ -188,7 +206,8 @@ async function addPhoto(event) {
   const response = await fetch("/v1/photos", { method: "POST", body: form, headers });
   const body = await response.json();
   document.getElementById("add-status").textContent = response.ok
-    ? `added ${body.photo_id} (cell ${body.cell})` : `error ${response.status}: ${body.detail}`;
+    ? `added ${body.photo_id} at ${fmt(body.lat)}, ${fmt(body.lon)} (from ${body.position_from === "exif" ? "its EXIF GPS" : "the form"}; cell ${body.cell})`
+    : `error ${response.status}: ${body.detail}`;
   if (response.ok) { health(); showCollection(); }
 }
 
