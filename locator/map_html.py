@@ -1,8 +1,10 @@
-"""A self-contained HTML map of predictions: each photo's estimate, its neighbours and the ground truth when known.
+"""A self-contained HTML map of predictions: each photo's estimate with its error radius, its neighbours and the
+ground truth when known.
 
-The data is embedded in the page. Viewing it with a network shows a Leaflet map with OpenStreetMap tiles; offline,
-the page falls back to an inline SVG plot (equirectangular, with a graticule), so writing and basic viewing never
-need a network.
+Everything the page needs is written into it: the data, Leaflet, topojson-client and a basemap of coastlines and
+borders (world-atlas, 1:110 M), from the npm packages that `make install` fetches (`locator.web_assets`), so it
+opens with no network; OpenStreetMap tiles are offered beside the basemap when they load. Without those packages
+(npm never ran) the page loads Leaflet from a CDN and says so.
 """
 
 from __future__ import annotations
@@ -10,63 +12,85 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from pathlib import Path
 
 from locator.predictions import Prediction
+from locator.web_assets import STATIC, read_asset
 
 _TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>__TITLE__</title>
-<link rel="stylesheet" href="https://unpkg.com/leaflet@1.9.4/dist/leaflet.css">
-<style>body{margin:0;font-family:sans-serif}#map{height:80vh}#svg{display:none}
+__LEAFLET_CSS__
+<style>body{margin:0;font-family:sans-serif}#map{height:85vh}
 #legend{padding:6px 10px;font-size:13px}.est{color:#d7301f}.nb{color:#2b8cbe}.truth{color:#31a354}</style>
 </head><body>
-<div id="legend"><b>__TITLE__</b> — <span class="est">● estimate</span> <span class="nb">● neighbours</span>
-<span class="truth">● ground truth</span> (click a marker for details). __NOTE__</div>
-<div id="map"></div><svg id="svg" viewBox="-180 -90 360 180" width="100%" preserveAspectRatio="xMidYMid meet"></svg>
-<script>const DATA = __DATA__;</script>
-<script src="https://unpkg.com/leaflet@1.9.4/dist/leaflet.js"></script>
+<div id="legend"><b>__TITLE__</b> — <span class="est">● estimate, with its error radius</span>
+<span class="nb">● neighbours</span> <span class="truth">● ground truth</span> (click a marker for details).
+__NOTE__ __ASSETS_NOTE__</div>
+<div id="map"></div>
+<script>const DATA = __DATA__;
+const LAND = __LAND__;
+const COUNTRIES = __COUNTRIES__;</script>
+__SCRIPTS__
 <script>
-function popup(p){let s='<b>'+p.image+'</b><br>estimate '+p.lat.toFixed(4)+', '+p.lon.toFixed(4);
- if(p.error_km!==null) s+='<br>error '+p.error_km.toFixed(1)+' km'; s+='<br>'+p.method+', cell '+p.cell+
- ' (p='+p.cell_probability+')<br>cluster '+p.cluster_size+', radius '+p.radius_km+' km'; return s;}
-if (window.L) {
- const map = L.map('map').setView([20, 0], 2);
- L.tileLayer('https://{s}.tile.openstreetmap.org/{z}/{x}/{y}.png', {maxZoom: 18,
-   attribution: '&copy; OpenStreetMap contributors'}).addTo(map);
- for (const p of DATA) {
-   for (const n of p.neighbours) { L.circleMarker([n.lat, n.lon], {radius: 4, color: '#2b8cbe'})
-     .bindPopup(n.photo_id + ' (similarity ' + n.similarity.toFixed(3) + ', ' + n.distance_km.toFixed(1) + ' km)').addTo(map);
-     L.polyline([[p.lat, p.lon], [n.lat, n.lon]], {color: '#2b8cbe', weight: 1, opacity: 0.4}).addTo(map); }
-   if (p.truth) { L.circleMarker(p.truth, {radius: 6, color: '#31a354'}).bindPopup('truth: ' + p.image).addTo(map);
-     L.polyline([[p.lat, p.lon], p.truth], {color: '#31a354', dashArray: '4'}).addTo(map); }
-   L.circleMarker([p.lat, p.lon], {radius: 7, color: '#d7301f'}).bindPopup(popup(p)).addTo(map);
- }
-} else {
- document.getElementById('map').style.display = 'none';
- const svg = document.getElementById('svg'); svg.style.display = 'block';
- const ns = 'http://www.w3.org/2000/svg'; const add = (tag, attrs, text) => { const e = document.createElementNS(ns, tag);
-   for (const k in attrs) e.setAttribute(k, attrs[k]); if (text) { const t = document.createElementNS(ns, 'title');
-   t.textContent = text; e.appendChild(t); } svg.appendChild(e); return e; };
- add('rect', {x: -180, y: -90, width: 360, height: 180, fill: '#eef'});
- for (let x = -180; x <= 180; x += 30) { add('line', {x1: x, y1: -90, x2: x, y2: 90, stroke: '#ccd', 'stroke-width': 0.3});
-   add('text', {x: x + 1, y: 88, 'font-size': 4, fill: '#889'}).textContent = Math.abs(x) + '°' + (x < 0 ? 'W' : x > 0 ? 'E' : ''); }
- for (let y = -60; y <= 60; y += 30) { add('line', {x1: -180, y1: y, x2: 180, y2: y, stroke: '#ccd', 'stroke-width': 0.3});
-   add('text', {x: -179, y: y - 1, 'font-size': 4, fill: '#889'}).textContent = Math.abs(y) + '°' + (y > 0 ? 'S' : y < 0 ? 'N' : ''); }
- document.getElementById('legend').insertAdjacentHTML('beforeend',
-   ' <i>Offline view: Leaflet and map tiles could not load, so this is a plain latitude/longitude plot.</i>');
- for (const p of DATA) {
-   for (const n of p.neighbours) add('circle', {cx: n.lon, cy: -n.lat, r: 0.8, fill: '#2b8cbe'}, n.photo_id);
-   if (p.truth) { add('line', {x1: p.lon, y1: -p.lat, x2: p.truth[1], y2: -p.truth[0], stroke: '#31a354', 'stroke-width': 0.3});
-     add('circle', {cx: p.truth[1], cy: -p.truth[0], r: 1.2, fill: '#31a354'}, 'truth: ' + p.image); }
-   add('circle', {cx: p.lon, cy: -p.lat, r: 1.4, fill: '#d7301f'}, p.image);
- }
+const fmt = (x, d) => (x === null ? "–" : Number(x).toFixed(d));
+const map = L.map("map", { worldCopyJump: true, minZoom: 1 }).setView([20, 0], 2);
+map.createPane("estimates").style.zIndex = 420;
+map.createPane("neighbours").style.zIndex = 430;  // above the estimates, so they can always be clicked
+const basemap = L.layerGroup().addTo(map);
+if (LAND) addBasemap(basemap, LAND, COUNTRIES);
+offerTiles(map, basemap);
+const bounds = [];
+for (const p of DATA) {
+  let text = `<b>${esc(p.image)}</b><br>estimate ${fmt(p.lat, 4)}, ${fmt(p.lon, 4)} ± ${fmt(p.radius_km, 1)} km`;
+  if (p.error_km !== null) text += `<br>error ${fmt(p.error_km, 1)} km`;
+  text += `<br>${esc(p.method)}, cell ${esc(p.cell)} (p = ${fmt(p.cell_probability, 3)}), cluster of ${p.cluster_size}`;
+  L.circleMarker([p.lat, p.lon], { pane: "estimates", radius: 7, color: "#d7301f", fillOpacity: 0.8,
+    className: "estimate-marker" }).bindPopup(text).addTo(map);
+  if (p.radius_km) L.circle([p.lat, p.lon], { pane: "estimates", radius: p.radius_km * 1000, color: "#d7301f",
+    weight: 1, fillOpacity: 0.05, interactive: false }).addTo(map);
+  bounds.push([p.lat, p.lon]);
+  for (const n of p.neighbours) {
+    L.circleMarker([n.lat, n.lon], { pane: "neighbours", radius: 4, color: "#2b8cbe", fillOpacity: 0.9,
+      className: "neighbour-marker" }).bindPopup(`<b>${esc(n.photo_id)}</b> for ${esc(p.image)}<br>similarity ` +
+      `${fmt(n.similarity, 3)}, ${fmt(n.distance_km, 1)} km from the estimate`).addTo(map);
+    bounds.push([n.lat, n.lon]);
+  }
+  if (p.truth) {
+    L.circleMarker(p.truth, { pane: "estimates", radius: 6, color: "#31a354", className: "truth-marker" })
+      .bindPopup(`truth of <b>${esc(p.image)}</b>`).addTo(map);
+    L.polyline([[p.lat, p.lon], p.truth], { pane: "estimates", color: "#31a354", dashArray: "4",
+      interactive: false }).addTo(map);
+    bounds.push(p.truth);
+  }
 }
+if (bounds.length) map.fitBounds(bounds, { padding: [30, 30], maxZoom: 10, animate: false });
 </script></body></html>
 """
+_CDN = "https://unpkg.com/leaflet@1.9.4/dist/leaflet"
 
 
 def _clean(value: float) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else round(float(value), 6)
+
+
+def _script(code: str) -> str:
+    return "<script>" + code.replace("</script", "<\\/script") + "</script>"
+
+
+def _assets() -> dict[str, str]:
+    """The page's styles and scripts written inline, or, without the npm packages, Leaflet from a CDN."""
+    css, leaflet = read_asset("leaflet/dist/leaflet.css"), read_asset("leaflet/dist/leaflet.js")
+    topojson = read_asset("topojson-client/dist/topojson-client.min.js")
+    land, countries = read_asset("world-atlas/land-110m.json"), read_asset("world-atlas/countries-110m.json")
+    shared = _script(read_asset("basemap.js", STATIC) or "")
+    if None in (css, leaflet, topojson, land, countries):
+        return {"LEAFLET_CSS": f'<link rel="stylesheet" href="{_CDN}.css">', "LAND": "null", "COUNTRIES": "null",
+                "SCRIPTS": f'<script src="{_CDN}.js"></script>\n{shared}',
+                "ASSETS_NOTE": "<i>(Leaflet and the basemap are not installed here (make install fetches them): "
+                               "this map needs a network.)</i>"}
+    return {"LEAFLET_CSS": "<style>" + css + "</style>", "LAND": land, "COUNTRIES": countries,
+            "SCRIPTS": "\n".join([_script(leaflet), _script(topojson), shared]), "ASSETS_NOTE": ""}
 
 
 def write_map(path: str | Path, predictions: list[Prediction], truth: dict[str, tuple[float, float]] | None = None,
@@ -87,9 +111,10 @@ def write_map(path: str | Path, predictions: list[Prediction], truth: dict[str, 
             "neighbours": [{"photo_id": n.photo_id, "lat": n.lat, "lon": n.lon, "similarity": n.similarity,
                             "distance_km": n.distance_km} for n in p.neighbours],
         })
-    page = (_TEMPLATE.replace("__TITLE__", html.escape(title)).replace("__NOTE__", html.escape(note))
-            .replace("__DATA__", json.dumps(data).replace("</", "<\\/")))
+    values = {"TITLE": html.escape(title), "NOTE": html.escape(note),
+              "DATA": json.dumps(data).replace("</", "<\\/"), **_assets()}
+    page = re.sub(r"__([A-Z_]+)__", lambda m: values[m.group(1)], _TEMPLATE)  # one pass: no value is rescanned
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page)
+    path.write_text(page, encoding="utf-8")
     return path

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
 from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
@@ -33,9 +32,7 @@ from locator.service.collection import ServedCollection, exif_claim, prediction_
 from locator.service.metrics import Metrics
 from locator.service.settings import ServiceSettings
 from locator.settings import from_mapping
-
-STATIC = Path(__file__).parent / "static"
-VENDOR = Path(__file__).parent / "web" / "node_modules"
+from locator.web_assets import STATIC, VENDOR
 
 
 def create_app(collection: ServedCollection, settings: ServiceSettings) -> FastAPI:

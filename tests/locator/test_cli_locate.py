@@ -33,7 +33,7 @@ def test_locate_writes_csv_geojson_and_map(world, tmp_path, capsys):
     assert rows[-1]["ok"] == "0" and "gone.jpg" in rows[-1]["error"] and rows[-1]["lat"] == ""
     assert all(r["ok"] == "1" and r["cell_token"] and r["nearest_photo_id"] for r in rows[:-1])
     page = (tmp_path / "map.html").read_text()
-    assert "unit &lt;test&gt;" in page and '"truth": [' in page and "leaflet" in page and "<svg" in page
+    assert "unit &lt;test&gt;" in page and '"truth": [' in page and "estimate-marker" in page
     assert geoloc(["evaluate", "--predictions", str(out), "--truth", str(queries), "--json", str(tmp_path / "m.json")]) == 0
     metrics = json.loads((tmp_path / "m.json").read_text())["rows"][0]
     assert metrics["images"] == len(world["queries"]) + 1 and metrics["failed"] == 1
