@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from locator.bundle import Bundle
+from locator.claims import attach_exif_claims
 from locator.encoder import EncodedPhotos, ImageInput, PhotoEncoder
 from locator.exact_index import ExactIndex
 from locator.methods import Batch, LocateSettings, Sources, locate_batch
@@ -80,6 +81,7 @@ class Locator:
         for start in range(0, len(images), chunk):
             encoded = self.encode(images[start:start + chunk], batch_size)
             out += self.predict(encoded, settings, evidence, **params)
+        attach_exif_claims(out, images)
         return out
 
     def predict(self, encoded: EncodedPhotos, settings: LocateSettings | None = None, evidence: bool = True,

@@ -23,7 +23,8 @@ from locator.service.settings import ServiceSettings
 from locator.settings import add_arguments, from_args
 
 _CSV_COLUMNS = ["image", "lat", "lon", "ok", "error", "method", "cell_token", "cell_probability", "cluster_size",
-                "radius_km", "confidence", "nearest_photo_id", "nearest_similarity", "note"]
+                "radius_km", "confidence", "nearest_photo_id", "nearest_similarity", "note", "exif_lat", "exif_lon",
+                "exif_distance_km"]
 OUT_SUFFIXES = (".csv", ".geojson", ".json")
 MAP_SUFFIXES = (".html", ".htm")
 SHOWN_FAILURES = 5
@@ -64,7 +65,8 @@ def predictions_csv(predictions: list[Prediction], handle: io.TextIOBase) -> Non
         top = p.neighbours[0] if p.neighbours else None
         writer.writerow([p.image, _number(p.lat), _number(p.lon), int(p.ok), p.error, p.method, p.cell_token,
                          _number(p.cell_probability), p.cluster_size, _number(p.radius_km), _number(p.confidence),
-                         top.photo_id if top else "", _number(top.similarity) if top else "", p.note])
+                         top.photo_id if top else "", _number(top.similarity) if top else "", p.note,
+                         _number(p.exif_lat), _number(p.exif_lon), _number(p.exif_distance_km)])
 
 
 def _json_safe(value: object) -> object:

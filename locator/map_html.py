@@ -1,5 +1,5 @@
-"""A self-contained HTML map of predictions: each photo's estimate with its error radius, its neighbours and the
-ground truth when known.
+"""A self-contained HTML map of predictions: each photo's estimate with its error radius, its neighbours, the
+ground truth when known and the position its own EXIF GPS claims when it has one.
 
 Everything the page needs is written into it: the data, Leaflet, topojson-client and a basemap of coastlines and
 borders (world-atlas, 1:110 M), from the npm packages that `make install` fetches (`locator.web_assets`), so it
@@ -22,10 +22,12 @@ _TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>__TITLE__</title>
 __LEAFLET_CSS__
 <style>body{margin:0;font-family:sans-serif}#map{height:85vh}
-#legend{padding:6px 10px;font-size:13px}.est{color:#d7301f}.nb{color:#2b8cbe}.truth{color:#31a354}</style>
+#legend{padding:6px 10px;font-size:13px}.est{color:#d7301f}.nb{color:#2b8cbe}.truth{color:#31a354}
+.claim{color:#6a3d9a}</style>
 </head><body>
 <div id="legend"><b>__TITLE__</b> — <span class="est">● estimate, with its error radius</span>
-<span class="nb">● neighbours</span> <span class="truth">● ground truth</span> (click a marker for details).
+<span class="nb">● neighbours</span> <span class="truth">● ground truth</span>
+<span class="claim">● the photo's own EXIF GPS claim</span> (click a marker for details).
 __NOTE__ __ASSETS_NOTE__</div>
 <div id="map"></div>
 <script>const DATA = __DATA__;
@@ -55,6 +57,13 @@ for (const p of DATA) {
       className: "neighbour-marker" }).bindPopup(`<b>${esc(n.photo_id)}</b> for ${esc(p.image)}<br>similarity ` +
       `${fmt(n.similarity, 3)}, ${fmt(n.distance_km, 1)} km from the estimate`).addTo(map);
     bounds.push([n.lat, n.lon]);
+  }
+  if (p.exif) {
+    L.circleMarker(p.exif, { pane: "estimates", radius: 6, color: "#6a3d9a", className: "exif-marker" })
+      .bindPopup(`EXIF GPS of <b>${esc(p.image)}</b>: ${fmt(p.exif_distance_km, 1)} km from the estimate`).addTo(map);
+    L.polyline([[p.lat, p.lon], p.exif], { pane: "estimates", color: "#6a3d9a", dashArray: "2 4",
+      interactive: false }).addTo(map);
+    bounds.push(p.exif);
   }
   if (p.truth) {
     L.circleMarker(p.truth, { pane: "estimates", radius: 6, color: "#31a354", className: "truth-marker" })
@@ -108,6 +117,8 @@ def write_map(path: str | Path, predictions: list[Prediction], truth: dict[str, 
             "cell_probability": _clean(p.cell_probability), "cluster_size": p.cluster_size,
             "radius_km": _clean(p.radius_km), "truth": list(known) if known else None,
             "error_km": float(haversine_km(p.lat, p.lon, *known)) if known else None,
+            "exif": None if math.isnan(p.exif_lat) else [p.exif_lat, p.exif_lon],
+            "exif_distance_km": _clean(p.exif_distance_km),
             "neighbours": [{"photo_id": n.photo_id, "lat": n.lat, "lon": n.lon, "similarity": n.similarity,
                             "distance_km": n.distance_km} for n in p.neighbours],
         })

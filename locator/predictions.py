@@ -49,6 +49,9 @@ class Prediction:
     radius_km: float = math.nan
     confidence: float = math.nan
     note: str = ""
+    exif_lat: float = math.nan  # where the photo's own EXIF GPS tags say it was taken (locator.claims): a claim to
+    exif_lon: float = math.nan  # check, never used by the estimate; NaN without them
+    exif_distance_km: float = math.nan  # from the estimate to that claim
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from locator.errors import GeolocError
 from locator.methods import LocateSettings
 from locator.service.batcher import MicroBatcher
 from locator.service.cells import cell_polygon
-from locator.service.collection import ServedCollection, exif_claim, prediction_json
+from locator.service.collection import ServedCollection, prediction_json
 from locator.service.metrics import Metrics
 from locator.service.settings import ServiceSettings
 from locator.settings import from_mapping
@@ -76,8 +76,7 @@ def create_app(collection: ServedCollection, settings: ServiceSettings) -> FastA
             if p.error.startswith("<"):  # the reader names bytes by their size: name the upload instead
                 p.error = f"{p.image}: {p.error.split(': ', 1)[-1]}"
         # Already plain JSON types: FastAPI's own encoder would walk every neighbour again on the event loop.
-        return JSONResponse({"predictions": [{**prediction_json(p, cell_polygon(fine, p.cell_token)),
-                                              "exif_gps": exif_claim(data, p)} for p, data in zip(predictions, photos)]})
+        return JSONResponse({"predictions": [prediction_json(p, cell_polygon(fine, p.cell_token)) for p in predictions]})
 
     @app.post("/v1/photos", status_code=201)
     async def add_photo(request: Request, image: UploadFile = File(...), lat: float | None = Form(None),

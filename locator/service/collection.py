@@ -22,8 +22,9 @@ from PIL import Image
 
 from locator.api import Locator
 from locator.errors import DataError, StoreError
-from locator.datasets import DatasetError, read_exif_gps
-from locator.geo import CoordinateError, haversine_km, validate_latlon
+from locator.claims import attach_exif_claims
+from locator.datasets import read_exif_gps
+from locator.geo import CoordinateError, validate_latlon
 from locator.images import load_image, longest_side
 from locator.methods import LocateSettings
 from locator.predictions import Prediction
@@ -75,6 +76,7 @@ class ServedCollection:
         for group, settings in groups:
             rows = list(range(start, start + len(group)))
             out.append(self.locator.predict(encoded.take(rows), settings))
+            attach_exif_claims(out[-1], group)
             start += len(group)
         return out
 
@@ -184,19 +186,6 @@ def _thumbnail(location: str) -> bytes:
 def _file_name(payload: dict) -> str:
     """A reference's file name, without the server's folders (its pixels are at the thumbnail URL)."""
     return Path(str(payload.get("image", ""))).name
-
-
-def exif_claim(data: bytes, p: Prediction) -> dict | None:
-    """Where the upload's own EXIF GPS says it was taken, and how far the estimate lies from there: a claim to
-    check, never evidence for the estimate (None without a readable GPS position)."""
-    try:
-        claim = read_exif_gps(data)
-    except DatasetError:
-        return None
-    if claim is None:
-        return None
-    distance = float(haversine_km(p.lat, p.lon, *claim)) if p.ok else None
-    return {"lat": claim[0], "lon": claim[1], "distance_km": distance}
 
 
 def prediction_json(p: Prediction, cell_polygon: list[list[float]] | None) -> dict:

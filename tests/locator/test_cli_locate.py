@@ -130,6 +130,18 @@ def test_without_out_the_results_go_to_stdout_and_no_file_is_written(world, tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["map.html"]
 
 
+def test_a_photos_exif_gps_claim_is_reported_beside_its_estimate(world, tmp_path, capsys):
+    from PIL import Image
+
+    from tests.photo_world import with_gps_exif
+    tagged = tmp_path / "tagged.jpg"
+    tagged.write_bytes(with_gps_exif(Image.open(world["queries"][0].image), 64.1466, -21.9426))
+    assert _locate(world, str(tagged), world["queries"][0].image) == 0
+    claimed, plain = csv.DictReader(capsys.readouterr().out.splitlines())
+    assert (float(claimed["exif_lat"]), float(claimed["exif_lon"])) == pytest.approx((64.1466, -21.9426), abs=1e-6)
+    assert float(claimed["exif_distance_km"]) > 0 and plain["exif_lat"] == plain["exif_distance_km"] == ""
+
+
 @pytest.mark.parametrize("option, value, message", [
     ("--out", "x.txt", "--out x.txt: unknown file type '.txt'; use .csv or .geojson or .json"),
     ("--out", "noext", "--out noext: unknown file type '(no suffix)'"),

@@ -16,7 +16,8 @@ def _predictions() -> list[Prediction]:
     near = Neighbour(HOSTILE, "field", "a.jpg", 48.86, 2.35, 0.91, 1.2, 7)
     far = Neighbour("n2", "field", "b.jpg", -33.9, 151.2, 0.52, 16_950.0, 8)
     located = Prediction(image="paris.jpg", ok=True, lat=48.85, lon=2.34, method="fused", cell_token="47e66c",
-                         cell_probability=0.4, radius_km=12.0, cluster_size=1, neighbours=[near, far])
+                         cell_probability=0.4, radius_km=12.0, cluster_size=1, neighbours=[near, far],
+                         exif_lat=50.85, exif_lon=4.35, exif_distance_km=262.0)
     failed = Prediction(image="gone.jpg", ok=False, error="gone.jpg: cannot read file", lat=math.nan, lon=math.nan)
     return [located, failed]
 
@@ -47,6 +48,7 @@ def test_the_map_draws_markers_and_coastlines_offline_in_chromium(tmp_path):
         page.goto(path.as_uri())
         page.wait_for_selector(".estimate-marker", timeout=30_000)
         assert page.locator(".neighbour-marker").count() == 2 and page.locator(".truth-marker").count() == 1
+        assert page.locator(".exif-marker").count() == 1
         longest = page.eval_on_selector_all("path", "ps => Math.max(...ps.map(p => (p.getAttribute('d') || '').length))")
         assert longest > 5_000  # the basemap's coastlines (a marker's path is a few dozen characters)
         page.locator(".neighbour-marker").first.click(force=True)

@@ -57,7 +57,7 @@ function showPrediction(p, queryUrl) {
   const estimate = L.circleMarker([p.lat, p.lon], { pane: "estimates", radius: 8, color: "#d7301f",
     fillOpacity: 0.8, className: "estimate-marker" }).bindPopup(`<b>${esc(p.image)}</b><br>${esc(text.textContent)}`);
   resultsLayer.addLayer(estimate);
-  if (p.exif_gps) showClaim(p, box);
+  if (p.exif_lat !== null) showClaim(p, box);
   if (p.radius_km) {
     resultsLayer.addLayer(L.circle([p.lat, p.lon], { pane: "estimates", radius: p.radius_km * 1000,
       color: "#d7301f", weight: 1, fillOpacity: 0.05, interactive: false }));
@@ -86,15 +86,14 @@ function showPrediction(p, queryUrl) {
 
 // Where the photo's own EXIF GPS says it was taken: a claim to check against the estimate, not evidence for it.
 function showClaim(p, box) {
-  const c = p.exif_gps;
   const line = document.createElement("div");
   line.className = "claim";
-  line.textContent = `EXIF GPS claims ${fmt(c.lat)}, ${fmt(c.lon)}: ${fmt(c.distance_km, 1)} km from the estimate`;
+  line.textContent = `EXIF GPS claims ${fmt(p.exif_lat)}, ${fmt(p.exif_lon)}: ${fmt(p.exif_distance_km, 1)} km from the estimate`;
   box.appendChild(line);
-  resultsLayer.addLayer(L.circleMarker([c.lat, c.lon], { pane: "estimates", radius: 7, color: "#6a3d9a",
+  resultsLayer.addLayer(L.circleMarker([p.exif_lat, p.exif_lon], { pane: "estimates", radius: 7, color: "#6a3d9a",
     fillOpacity: 0.8, className: "exif-marker" }).bindPopup(`<b>${esc(p.image)}</b><br>${esc(line.textContent)}`));
-  resultsLayer.addLayer(L.polyline([[p.lat, p.lon], [c.lat, c.lon]], { pane: "estimates", color: "#6a3d9a",
-    weight: 1, dashArray: "4", interactive: false }));
+  resultsLayer.addLayer(L.polyline([[p.lat, p.lon], [p.exif_lat, p.exif_lon]], { pane: "estimates",
+    color: "#6a3d9a", weight: 1, dashArray: "4", interactive: false }));
 }
 
 async function locate(files) {
@@ -113,7 +112,7 @@ async function locate(files) {
   body.predictions.forEach((p, k) => {
     results.appendChild(showPrediction(p, URL.createObjectURL(files[k])));
     if (p.ok) { bounds.push([p.lat, p.lon]); p.neighbours.forEach(n => bounds.push([n.lat, n.lon])); }
-    if (p.exif_gps) bounds.push([p.exif_gps.lat, p.exif_gps.lon]);
+    if (p.exif_lat !== null) bounds.push([p.exif_lat, p.exif_lon]);
   });
   if (bounds.length) map.fitBounds(bounds, { padding: [30, 30], maxZoom: 10, animate: false });
   status.textContent = `${body.predictions.filter(p => p.ok).length} of ${files.length} located`;
