@@ -1,13 +1,13 @@
 """The HTML map of `geoloc locate --map`: self-contained, and drawn with no network in headless Chromium."""
 
 import math
-import shutil
 
 import pytest
 
 from locator.map_html import write_map
 from locator.predictions import Neighbour, Prediction
 from locator.web_assets import VENDOR
+from tests import chromium
 
 HOSTILE = '<img src=x onerror="window.__xss=1">'
 
@@ -36,12 +36,7 @@ def test_the_map_draws_markers_and_coastlines_offline_in_chromium(tmp_path):
         pytest.skip("the npm packages are not installed (make install)")
     path = write_map(tmp_path / "m.html", _predictions(), {"paris.jpg": (48.8566, 2.3522)})
     with playwright.sync_playwright() as p:
-        try:
-            browser = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
-                                        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                                              "--disable-component-update", "--no-first-run", "--disable-sync"])
-        except Exception as exc:  # no browser on this machine: the test cannot run here
-            pytest.skip(f"Chromium cannot start: {str(exc).splitlines()[0]}")
+        browser = chromium.launch(p)
         page = browser.new_page()
         requested = []
         page.route("http*://**", lambda route: (requested.append(route.request.url), route.abort()))  # no network

@@ -18,6 +18,7 @@ from locator.service.app import create_app
 from locator.service.collection import ServedCollection
 from locator.service.settings import ServiceSettings
 from tests.locator.located_world import build
+from tests import chromium
 from tests.photo_world import with_gps_exif
 
 
@@ -205,12 +206,7 @@ def test_the_page_shows_the_estimate_and_the_neighbours_in_chromium(world, tmp_p
     assert added.status_code == 201, added.text
     try:
         with playwright.sync_playwright() as p:
-            try:
-                browser = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
-                                            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                                                  "--disable-component-update", "--no-first-run", "--disable-sync"])
-            except Exception as exc:  # no browser on this machine: the test cannot run here
-                pytest.skip(f"Chromium cannot start: {str(exc).splitlines()[0]}")
+            browser = chromium.launch(p)
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{port}/")
             page.set_input_files("#files", tagged)
