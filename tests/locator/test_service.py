@@ -228,6 +228,20 @@ def test_the_page_shows_the_estimate_and_the_neighbours_in_chromium(world, tmp_p
             summary = page.text_content("#collection-summary")
             assert f"by source: {source} {len(world['background'])}" in summary, summary
             assert source in page.text_content("#refit-advice") and page.is_visible("#refit-advice")
+            # an analyst's geotagged photos, added together with no coordinates typed: each placed by its EXIF GPS
+            field = [tmp_path / f"field-{k}.jpg" for k in (1, 2)]
+            for k, (path, place) in enumerate(zip(field, [(45.4642, 9.19), (41.9028, 12.4964)])):
+                path.write_bytes(with_gps_exif(Image.new("RGB", (64, 48), (40 * k, 200, 90)), *place))
+            page.click("#add summary")
+            page.set_input_files("#add-form input[name=image]", [str(f) for f in field])
+            page.click("#add-form button[type=submit]")
+            page.wait_for_function("document.getElementById('add-status').textContent.includes('added 2 of 2')",
+                                   timeout=60_000)
+            assert page.locator("#add-status .added").count() == 2 and "EXIF GPS" in page.text_content("#add-status")
+            listed = httpx.get(f"http://127.0.0.1:{port}/v1/points", params={"limit": 500}, timeout=60).json()["points"]
+            placed = {p["photo_id"]: (p["lat"], p["lon"]) for p in listed if p["source"] == "analyst"}
+            assert sorted(placed) == ["field-1", "field-2"]
+            assert placed["field-1"] + placed["field-2"] == pytest.approx((45.4642, 9.19, 41.9028, 12.4964), abs=1e-6)
             browser.close()
     finally:
         server.should_exit = True

@@ -158,18 +158,41 @@ async function showPage() {
     `${page.total ? offset + 1 : 0}–${Math.min(offset + PAGE, page.total)} of ${page.total.toLocaleString()}`;
 }
 
+// Each picked photo is added on its own: its id is the one typed (for a single photo) or its file name, its place
+// the one typed or clicked, or else its own EXIF GPS position.
 async function addPhoto(event) {
   event.preventDefault();
-  const form = new FormData(event.target);
-  const token = form.get("token");
-  form.delete("token");
+  const fields = new FormData(event.target);
+  const token = fields.get("token");
   const headers = token ? { Authorization: "Bearer " + token } : {};
-  const response = await fetch("/v1/photos", { method: "POST", body: form, headers });
-  const body = await response.json();
-  document.getElementById("add-status").textContent = response.ok
-    ? `added ${body.photo_id} at ${fmt(body.lat)}, ${fmt(body.lon)} (from ${body.position_from === "exif" ? "its EXIF GPS" : "the form"}; cell ${body.cell})`
-    : `error ${response.status}: ${body.detail}`;
-  if (response.ok) { health(); showCollection(); }
+  const files = fields.getAll("image").filter(f => f.size > 0);
+  const status = document.getElementById("add-status");
+  const lines = [];
+  for (const file of files) {
+    const form = new FormData();
+    for (const name of ["lat", "lon", "owner", "source"]) form.append(name, fields.get(name));
+    const typed = files.length === 1 ? fields.get("photo_id").trim() : "";
+    form.append("photo_id", typed || file.name.replace(/\.[^.]*$/, ""));
+    form.append("image", file, file.name);
+    status.textContent = `adding ${lines.length + 1} of ${files.length}…`;
+    const response = await fetch("/v1/photos", { method: "POST", body: form, headers });
+    const body = await response.json();
+    lines.push({ ok: response.ok, text: response.ok
+      ? `added ${body.photo_id} at ${fmt(body.lat)}, ${fmt(body.lon)} (from ${body.position_from === "exif" ? "its EXIF GPS" : "the form"}; cell ${body.cell})`
+      : `${file.name}: error ${response.status}: ${body.detail}` });
+  }
+  const added = lines.filter(l => l.ok).length;
+  status.textContent = "";
+  const summary = document.createElement("div");
+  summary.textContent = `added ${added} of ${files.length} photo(s)`;
+  status.appendChild(summary);
+  for (const l of lines) {
+    const row = document.createElement("div");
+    row.className = l.ok ? "added" : "refused";
+    row.textContent = l.text;
+    status.appendChild(row);
+  }
+  if (added) { health(); showCollection(); }
 }
 
 function switchView(view) {
