@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import random
+import struct
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,9 +147,12 @@ def read_exif_gps(source: str | Path | bytes, name: str | None = None) -> tuple[
     it has none. Raises DatasetError if unreadable."""
     path = name or (f"<{len(source)} bytes>" if isinstance(source, bytes) else str(source))
     try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
-            gps = image.getexif().get_ifd(_GPS_IFD)
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # Pillow's notes on damaged tags: the answer says enough
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+                gps = image.getexif().get_ifd(_GPS_IFD)
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, TypeError, KeyError, struct.error,
+            Image.DecompressionBombError) as exc:  # Pillow's EXIF parser raises any of these on malformed blocks
         raise DatasetError(f"{path}: cannot read image metadata ({exc})") from exc
     if not all(tag in gps for tag in (1, 2, 3, 4)):
         return None
@@ -159,7 +164,7 @@ def read_exif_gps(source: str | Path | bytes, name: str | None = None) -> tuple[
             raise ValueError(f"hemisphere references {lat_ref!r}/{lon_ref!r}")
         lat, lon = (-lat if lat_ref == "S" else lat), (-lon if lon_ref == "W" else lon)
         validate_latlon(lat, lon)
-    except (TypeError, ValueError, ZeroDivisionError) as exc:
+    except (TypeError, ValueError, ZeroDivisionError, CoordinateError) as exc:
         raise DatasetError(f"{path}: malformed EXIF GPS ({exc})") from exc
     return lat, lon
 

@@ -182,7 +182,8 @@ def _member_similarity(candidates: Candidates, scores: np.ndarray) -> tuple[np.n
         values = scores[np.concatenate(candidates.members)]
         starts = (np.cumsum(sizes) - sizes)[held]
         best[held] = np.maximum.reduceat(values, starts)
-        mean[held] = np.add.reduceat(values, starts) / sizes[held]
+        # ndarray.mean sums pairwise from 8 values on; a sequential reduceat would differ in the last bit
+        mean[held] = [values[a:a + n].mean() for a, n in zip(starts, sizes[held])]
     return best, mean
 
 

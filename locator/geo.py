@@ -83,6 +83,7 @@ def group_means(lat: ArrayLike, lon: ArrayLike, groups: ArrayLike) -> tuple[np.n
     clusters of a query's neighbours (1 km wide), where no group can balance out; an empty label gives nan."""
     labels = np.asarray(groups, dtype=np.int64).ravel()
     totals = np.zeros((labels.max() + 1 if len(labels) else 0, 3))
-    np.add.at(totals, labels, latlon_to_xyz(lat, lon).reshape(-1, 3))
+    np.add.at(totals, labels, latlon_to_xyz(lat, lon).reshape(-1, 3))  # in index order, as spherical_mean sums
+    norms = np.array([np.linalg.norm(t) for t in totals]).reshape(-1, 1)  # a row's norm, bit for bit the same too
     with np.errstate(invalid="ignore"):
-        return xyz_to_latlon(totals / np.linalg.norm(totals, axis=1, keepdims=True))
+        return xyz_to_latlon(totals / norms)

@@ -9,6 +9,7 @@ opens with no network; OpenStreetMap tiles are offered beside the basemap when t
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import math
@@ -16,7 +17,7 @@ import re
 from pathlib import Path
 
 from locator.predictions import Prediction
-from locator.web_assets import STATIC, read_asset
+from locator.web_assets import STATIC, VENDOR, read_asset
 
 _TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>__TITLE__</title>
@@ -83,6 +84,20 @@ def _clean(value: float) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else round(float(value), 6)
 
 
+def _inline_images(css: str) -> str:
+    """Leaflet's stylesheet with the images it names (the layer switcher's icon) written in as data URIs."""
+    def data_uri(match: re.Match) -> str:
+        path = VENDOR / "leaflet" / "dist" / match.group(1)
+        return f"url(data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()})" if path.is_file() \
+            else match.group(0)
+    return re.sub(r"url\((images/[\w.-]+\.png)\)", data_uri, css)
+
+
+def _script_json(value: object) -> str:
+    """JSON to write into a <script>: no character of it can end the script or open a comment there."""
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def _script(code: str) -> str:
     return "<script>" + code.replace("</script", "<\\/script") + "</script>"
 
@@ -98,7 +113,7 @@ def _assets() -> dict[str, str]:
                 "SCRIPTS": f'<script src="{_CDN}.js"></script>\n{shared}',
                 "ASSETS_NOTE": "<i>(Leaflet and the basemap are not installed here (make install fetches them): "
                                "this map needs a network.)</i>"}
-    return {"LEAFLET_CSS": "<style>" + css + "</style>", "LAND": land, "COUNTRIES": countries,
+    return {"LEAFLET_CSS": "<style>" + _inline_images(css) + "</style>", "LAND": land, "COUNTRIES": countries,
             "SCRIPTS": "\n".join([_script(leaflet), _script(topojson), shared]), "ASSETS_NOTE": ""}
 
 
@@ -123,7 +138,7 @@ def write_map(path: str | Path, predictions: list[Prediction], truth: dict[str, 
                             "distance_km": n.distance_km} for n in p.neighbours],
         })
     values = {"TITLE": html.escape(title), "NOTE": html.escape(note),
-              "DATA": json.dumps(data).replace("</", "<\\/"), **_assets()}
+              "DATA": _script_json(data), **_assets()}
     page = re.sub(r"__([A-Z_]+)__", lambda m: values[m.group(1)], _TEMPLATE)  # one pass: no value is rescanned
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

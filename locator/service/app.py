@@ -85,12 +85,13 @@ def create_app(collection: ServedCollection, settings: ServiceSettings) -> FastA
         _authorise(request, settings)
         data = await image.read()
         try:
-            point = await on_worker(collection.add_photo, data, lat, lon, photo_id, owner, source)
+            point, replaced = await on_worker(collection.add_photo, data, lat, lon, photo_id, owner, source)
         except GeolocError as exc:
             raise HTTPException(422, str(exc)) from exc
-        metrics.points.inc()
+        if not replaced:
+            metrics.points.inc()
         return {"id": str(point.id), "photo_id": point.photo_id, "source": point.source, "lat": point.lat,
-                "lon": point.lon, "position_from": "form" if lat is not None else "exif",
+                "lon": point.lon, "position_from": "form" if lat is not None else "exif", "replaced": replaced,
                 "cell": point.tokens[-1] if point.tokens else ""}
 
     @app.get("/v1/photos/{point}/thumbnail")

@@ -82,9 +82,9 @@ class ServedCollection:
 
     # --- add ------------------------------------------------------------------------------------------------
     def add_photo(self, data: bytes, lat: float | None, lon: float | None, photo_id: str, owner: str,
-                  source: str) -> PhotoPoint:
+                  source: str) -> tuple[PhotoPoint, bool]:
         """Validate, keep and embed one reference photo; durable when this returns. Without lat and lon, the
-        photo's own EXIF GPS position places it."""
+        photo's own EXIF GPS position places it. Also says whether it replaced a photo of the same source and id."""
         if not photo_id.strip():
             raise DataError("photo_id must not be empty")
         name = f"photo {photo_id.strip()!r}"
@@ -110,14 +110,13 @@ class ServedCollection:
         encoded = self.locator.encode([path])
         if encoded.errors[0]:
             raise DataError(encoded.errors[0])
+        replaced = bool(self.store.payloads([point.id]))  # the same (source, photo id) again replaces itself
         self.store.add([point], encoded.embeddings[:1])
         self.store.flush()
         with self._lock:
-            if self._ids is not None:
-                at = int(np.searchsorted(self._ids, point.id))
-                if at == len(self._ids) or self._ids[at] != point.id:  # a photo added again replaces itself
-                    self._ids = np.insert(self._ids, at, point.id)
-        return point
+            if self._ids is not None and not replaced:
+                self._ids = np.insert(self._ids, int(np.searchsorted(self._ids, point.id)), point.id)
+        return point, replaced
 
     # --- the collection -------------------------------------------------------------------------------------
     def count(self) -> int:

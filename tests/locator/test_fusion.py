@@ -240,3 +240,24 @@ def test_a_stored_photo_is_located_where_it_was_stored(world):
     for r, p in zip(stored, predictions):
         assert p.ok and p.note.startswith("the same photo as a reference")
         assert haversine_km(p.lat, p.lon, r.lat, r.lon) < 1.0
+
+
+def test_candidates_equal_per_cluster_means_and_similarities_bit_for_bit(world):
+    from locator.aggregation import cluster_labels
+    from locator.geo import spherical_mean
+    fine = Bundle.load(world["bundle_dir"]).partitions[-1]
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        n = int(rng.integers(1, 31))
+        places = rng.uniform([-60, -180], [60, 180], (int(rng.integers(1, 5)), 2))
+        at = places[rng.integers(0, len(places), n)]  # a few places, so that clusters of up to 30 photos form
+        lat, lon = at[:, 0] + rng.normal(0, 0.003, n), at[:, 1] + rng.normal(0, 0.003, n)
+        pool = Pool(np.arange(n), np.sort(rng.uniform(0, 1, n))[::-1], lat, lon)
+        candidates = make_candidates(pool, 0.0, 0.0)
+        x = candidate_features(candidates, pool, rng.dirichlet(np.ones(len(fine))), fine, np.zeros((3, 2)))
+        labels = cluster_labels(lat, lon, 1.0)
+        for label in range(labels.max() + 1):  # the per-cluster loops these replaced, as the oracle
+            inside = np.flatnonzero(labels == label)
+            assert (candidates.lat[label], candidates.lon[label]) == spherical_mean(lat[inside], lon[inside])
+            assert x[label, FEATURES.index("max_sim")] == pool.scores[inside].max()
+            assert x[label, FEATURES.index("mean_sim")] == pool.scores[inside].mean()

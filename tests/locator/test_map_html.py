@@ -14,7 +14,7 @@ HOSTILE = '<img src=x onerror="window.__xss=1">'
 
 def _predictions() -> list[Prediction]:
     near = Neighbour(HOSTILE, "field", "a.jpg", 48.86, 2.35, 0.91, 1.2, 7)
-    far = Neighbour("n2", "field", "b.jpg", -33.9, 151.2, 0.52, 16_950.0, 8)
+    far = Neighbour("n2<!--<script>", "field", "b.jpg", -33.9, 151.2, 0.52, 16_950.0, 8)  # must not end the data
     located = Prediction(image="paris.jpg", ok=True, lat=48.85, lon=2.34, method="fused", cell_token="47e66c",
                          cell_probability=0.4, radius_km=12.0, cluster_size=1, neighbours=[near, far],
                          exif_lat=50.85, exif_lon=4.35, exif_distance_km=262.0)

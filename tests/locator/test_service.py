@@ -95,6 +95,7 @@ def test_adding_a_photo_makes_it_findable_and_is_idempotent(world, tmp_path):
         moved = {**form, "lat": "-33.9", "lon": "151.2"}  # the same photo again, placed elsewhere: replaces itself
         again = client.post("/v1/photos", files={"image": ("a.jpg", _jpeg(), "image/jpeg")}, data=moved)
         assert again.json()["id"] == answer.json()["id"]
+        assert answer.json()["replaced"] is False and again.json()["replaced"] is True
         health = client.get("/v1/health").json()
         assert health["points"] == before + 1 and health["sources"]["field"] == 1
         listed = client.get("/v1/points", params={"limit": before + 10}).json()
@@ -232,12 +233,15 @@ def test_the_page_shows_the_estimate_and_the_neighbours_in_chromium(world, tmp_p
             field = [tmp_path / f"field-{k}.jpg" for k in (1, 2)]
             for k, (path, place) in enumerate(zip(field, [(45.4642, 9.19), (41.9028, 12.4964)])):
                 path.write_bytes(with_gps_exif(Image.new("RGB", (64, 48), (40 * k, 200, 90)), *place))
+            (tmp_path / "notes.jpg").write_text("not a photo")  # refused on its own; the others still go in
             page.click("#add summary")
-            page.set_input_files("#add-form input[name=image]", [str(f) for f in field])
+            page.set_input_files("#add-form input[name=image]", [str(f) for f in [field[0], tmp_path / "notes.jpg",
+                                                                                 field[1]]])
             page.click("#add-form button[type=submit]")
-            page.wait_for_function("document.getElementById('add-status').textContent.includes('added 2 of 2')",
+            page.wait_for_function("document.getElementById('add-status').textContent.includes('added 2 of 3')",
                                    timeout=60_000)
             assert page.locator("#add-status .added").count() == 2 and "EXIF GPS" in page.text_content("#add-status")
+            assert "notes.jpg: error 422" in page.text_content("#add-status .refused")
             listed = httpx.get(f"http://127.0.0.1:{port}/v1/points", params={"limit": 500}, timeout=60).json()["points"]
             placed = {p["photo_id"]: (p["lat"], p["lon"]) for p in listed if p["source"] == "analyst"}
             assert sorted(placed) == ["field-1", "field-2"]

@@ -12,6 +12,18 @@ const resultsLayer = L.layerGroup().addTo(map);
 const collectionLayer = L.layerGroup();
 const fmt = (x, d = 4) => (x === null || x === undefined ? "–" : Number(x).toFixed(d));
 
+// A response's JSON body and, when it failed, its reason: FastAPI's own validation errors come as a list, and a
+// proxy in front may answer in plain text.
+async function answer(response) {
+  const text = await response.text();
+  let body = null;
+  try { body = JSON.parse(text); } catch (err) { body = null; }
+  const detail = body && body.detail;
+  const reason = Array.isArray(detail) ? detail.map(d => `${(d.loc || []).slice(-1)[0]}: ${d.msg}`).join("; ")
+    : (detail || text.slice(0, 200) || response.statusText);
+  return { ok: response.ok, body, reason: `error ${response.status}: ${reason}` };
+}
+
 async function loadBasemap() {
   try {
     const [land, countries] = await Promise.all([
@@ -103,16 +115,16 @@ async function locate(files) {
   for (const f of files) form.append("images", f, f.name);
   status.textContent = `locating ${files.length} photo(s)…`;
   const method = document.getElementById("method").value;
-  const response = await fetch(`/v1/locate?method=${encodeURIComponent(method)}`, { method: "POST", body: form });
-  const body = await response.json();
-  if (!response.ok) { status.textContent = `error ${response.status}: ${body.detail}`; return; }
+  const { ok, body, reason } = await answer(await fetch(`/v1/locate?method=${encodeURIComponent(method)}`,
+    { method: "POST", body: form }));
+  if (!ok) { status.textContent = reason; return; }
   resultsLayer.clearLayers();
   results.innerHTML = "";
   const bounds = [];
   body.predictions.forEach((p, k) => {
     results.appendChild(showPrediction(p, URL.createObjectURL(files[k])));
     if (p.ok) { bounds.push([p.lat, p.lon]); p.neighbours.forEach(n => bounds.push([n.lat, n.lon])); }
-    if (p.exif_lat !== null) bounds.push([p.exif_lat, p.exif_lon]);
+    if (p.ok && p.exif_lat !== null) bounds.push([p.exif_lat, p.exif_lon]);
   });
   if (bounds.length) map.fitBounds(bounds, { padding: [30, 30], maxZoom: 10, animate: false });
   status.textContent = `${body.predictions.filter(p => p.ok).length} of ${files.length} located`;
@@ -175,11 +187,17 @@ async function addPhoto(event) {
     form.append("photo_id", typed || file.name.replace(/\.[^.]*$/, ""));
     form.append("image", file, file.name);
     status.textContent = `adding ${lines.length + 1} of ${files.length}…`;
-    const response = await fetch("/v1/photos", { method: "POST", body: form, headers });
-    const body = await response.json();
-    lines.push({ ok: response.ok, text: response.ok
-      ? `added ${body.photo_id} at ${fmt(body.lat)}, ${fmt(body.lon)} (from ${body.position_from === "exif" ? "its EXIF GPS" : "the form"}; cell ${body.cell})`
-      : `${file.name}: error ${response.status}: ${body.detail}` });
+    let result;
+    try {
+      result = await answer(await fetch("/v1/photos", { method: "POST", body: form, headers }));
+    } catch (err) {  // the service could not be reached: say so for this photo, and go on with the others
+      result = { ok: false, reason: String(err) };
+    }
+    const b = result.body;
+    lines.push({ ok: result.ok, text: result.ok
+      ? `added ${b.photo_id} at ${fmt(b.lat)}, ${fmt(b.lon)} (from ${b.position_from === "exif" ? "its EXIF GPS" : "the form"}; ` +
+        `cell ${b.cell})` + (b.replaced ? `, replacing the photo of ${b.source} that had this id` : "")
+      : `${file.name}: ${result.reason}` });
   }
   const added = lines.filter(l => l.ok).length;
   status.textContent = "";
