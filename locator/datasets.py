@@ -19,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from locator.errors import DataError, SettingsError
 from locator.geo import CoordinateError, validate_latlon
+from locator.images import source_label
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic"}
 _GPS_IFD = 0x8825
@@ -145,7 +146,7 @@ def _ref(value: object) -> str:
 def read_exif_gps(source: str | Path | bytes, name: str | None = None) -> tuple[float, float] | None:
     """(lat, lon) from a photo's EXIF GPS tags (a path, or the encoded bytes of a photo called `name`), or None when
     it has none. Raises DatasetError if unreadable."""
-    path = name or (f"<{len(source)} bytes>" if isinstance(source, bytes) else str(source))
+    path = source_label(source, name)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # Pillow's notes on damaged tags: the answer says enough

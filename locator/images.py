@@ -30,7 +30,7 @@ def load_image(source: ImageSource, name: str | None = None, draft_to: DraftSize
     With `draft_to` (stored width, height → the size the image will be resized to), a JPEG is decoded at the
     smallest of libjpeg's scales (1/2, 1/4, 1/8) that still covers that size: a 12-megapixel photo meant for a
     300-px model decodes several times faster."""
-    label = name or (f"<{len(source)} bytes>" if isinstance(source, bytes) else str(source))
+    label = source_label(source, name)
     try:
         with _open(source, label) as image:
             with warnings.catch_warnings():
@@ -46,6 +46,11 @@ def load_image(source: ImageSource, name: str | None = None, draft_to: DraftSize
         raise ImageLoadError(f"{label}: refused as a possible decompression bomb ({exc})") from exc
     except (OSError, SyntaxError, ValueError, UnidentifiedImageError) as exc:
         raise ImageLoadError(f"{label}: corrupt or truncated image ({exc})") from exc
+
+
+def source_label(source: ImageSource, name: str | None = None) -> str:
+    """How messages name a photo: `name` if given, else its path, or its size for encoded bytes."""
+    return name or (f"<{len(source)} bytes>" if isinstance(source, bytes) else str(source))
 
 
 def longest_side(pixels: int) -> DraftSize:

@@ -36,7 +36,6 @@ const LAND = __LAND__;
 const COUNTRIES = __COUNTRIES__;</script>
 __SCRIPTS__
 <script>
-const fmt = (x, d) => (x === null ? "–" : Number(x).toFixed(d));
 const map = L.map("map", { worldCopyJump: true, minZoom: 1 }).setView([20, 0], 2);
 map.createPane("estimates").style.zIndex = 420;
 map.createPane("neighbours").style.zIndex = 430;  // above the estimates, so they can always be clicked
@@ -60,10 +59,8 @@ for (const p of DATA) {
     bounds.push([n.lat, n.lon]);
   }
   if (p.exif) {
-    L.circleMarker(p.exif, { pane: "estimates", radius: 6, color: "#6a3d9a", className: "exif-marker" })
-      .bindPopup(`EXIF GPS of <b>${esc(p.image)}</b>: ${fmt(p.exif_distance_km, 1)} km from the estimate`).addTo(map);
-    L.polyline([[p.lat, p.lon], p.exif], { pane: "estimates", color: "#6a3d9a", dashArray: "2 4",
-      interactive: false }).addTo(map);
+    addClaim(map, [p.lat, p.lon], p.exif,
+             `EXIF GPS of <b>${esc(p.image)}</b>: ${fmt(p.exif_distance_km, 1)} km from the estimate`);
     bounds.push(p.exif);
   }
   if (p.truth) {

@@ -67,7 +67,8 @@ class HeadLog:
 
     def to_json(self) -> dict:
         return {"best_epoch": self.best_epoch, "train_rows": self.train_rows, "validation_rows": self.validation_rows,
-                "samples_seen": self.samples_seen, "samples_per_second": self.samples_per_second, "best": asdict(self.best()) if self.epochs else None}
+                "samples_seen": self.samples_seen, "samples_per_second": self.samples_per_second,
+                "best": asdict(self.best()) if self.epochs else None}
 
     def csv(self) -> str:
         names = list(asdict(EpochLog(0, 0.0)))

@@ -10,8 +10,6 @@ map.createPane("neighbours").style.zIndex = 430;  // above the estimates, so the
 const basemap = L.layerGroup().addTo(map);
 const resultsLayer = L.layerGroup().addTo(map);
 const collectionLayer = L.layerGroup();
-const fmt = (x, d = 4) => (x === null || x === undefined ? "–" : Number(x).toFixed(d));
-
 // A response's JSON body and, when it failed, its reason: FastAPI's own validation errors come as a list, and a
 // proxy in front may answer in plain text.
 async function answer(response) {
@@ -102,10 +100,7 @@ function showClaim(p, box) {
   line.className = "claim";
   line.textContent = `EXIF GPS claims ${fmt(p.exif_lat)}, ${fmt(p.exif_lon)}: ${fmt(p.exif_distance_km, 1)} km from the estimate`;
   box.appendChild(line);
-  resultsLayer.addLayer(L.circleMarker([p.exif_lat, p.exif_lon], { pane: "estimates", radius: 7, color: "#6a3d9a",
-    fillOpacity: 0.8, className: "exif-marker" }).bindPopup(`<b>${esc(p.image)}</b><br>${esc(line.textContent)}`));
-  resultsLayer.addLayer(L.polyline([[p.lat, p.lon], [p.exif_lat, p.exif_lon]], { pane: "estimates",
-    color: "#6a3d9a", weight: 1, dashArray: "4", interactive: false }));
+  addClaim(resultsLayer, [p.lat, p.lon], [p.exif_lat, p.exif_lon], `<b>${esc(p.image)}</b><br>${esc(line.textContent)}`);
 }
 
 async function locate(files) {

@@ -1,6 +1,9 @@
-// Shared by the service's page and the HTML map that `geoloc locate --map` writes: escaping names, and a
-// basemap of coastlines and borders from world-atlas's TopoJSON (Leaflet and topojson-client must be loaded).
+// Shared by the service's page and the HTML map that `geoloc locate --map` writes: escaping names, formatting
+// numbers, the marker of a photo's EXIF GPS claim, and a basemap of coastlines and borders from world-atlas's
+// TopoJSON (Leaflet and topojson-client must be loaded).
 "use strict";
+
+const fmt = (x, d = 4) => (x === null || x === undefined ? "–" : Number(x).toFixed(d));
 
 // Photo ids, sources, owners and names come from whoever added the photos: never markup.
 const ESCAPES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
@@ -30,6 +33,14 @@ function unwrapped(geojson) {
   if (geojson.type === "FeatureCollection") return { ...geojson, features: geojson.features.map(unwrapped) };
   if (geojson.type === "Feature") return { ...geojson, geometry: unwrap(geojson.geometry) };
   return unwrap(geojson);
+}
+
+// Where a photo's own EXIF GPS says it was taken, joined to the estimate: a claim to check, not evidence.
+function addClaim(layer, estimate, claim, popup) {
+  layer.addLayer(L.circleMarker(claim, { pane: "estimates", radius: 7, color: "#6a3d9a", fillOpacity: 0.8,
+    className: "exif-marker" }).bindPopup(popup));
+  layer.addLayer(L.polyline([estimate, claim], { pane: "estimates", color: "#6a3d9a", weight: 1, dashArray: "4",
+    interactive: false }));
 }
 
 function addBasemap(layer, land, countries) {
