@@ -7,10 +7,12 @@ random direction per fine cell plus noise), so that the losses fall. The partiti
 (capped in time: the rate is what is reported) and a fixed number of RRM steps, each stage in its own process,
 which reports its peak resident memory. Runs on CUDA when present (the GPU is named), else on the CPUs.
 
-    python benchmarks/train_scale.py [--rows 4723695] [--seconds 120] [--rrm-steps 40] [--work runs/train_scale]
+    python benchmarks/train_scale.py [--rows 4723695] [--seconds 120] [--rrm-steps 40] [--work runs/train_scale] \
+        [--batch-size 256] [--stages ce hc mvmf rrm]
 
 Writes benchmarks/results/train_scale.json (fields `rows`, `cells`, and per stage `samples_per_second`,
-`peak_rss_mb`) and train_scale.md.
+`peak_rss_mb`; for a head also `feed_samples_per_second`, the rate of its batches alone, read and moved to the
+device without training) and train_scale.md.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from locator.cells import Partition
 RESULTS = Path(__file__).parent / "results"
 DIM = 1792
 CHUNK = 100_000
+STAGES = ("ce", "hc", "mvmf", "rrm")
 STAGE = """
 import json, sys, time
 import numpy as np
@@ -40,8 +43,24 @@ from training.batches import TrainingRows
 from training.heads import train_head
 from training.rrm import train_rrm
 from training.settings import HeadSettings, RRMSettings
-kind, work, seconds, steps = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
-partitions = [Partition.read_csv(p) for p in sys.argv[5:]]
+
+
+def feed_rate(data, batch, seconds=3.0):
+    # rows/s of the batches alone (read, moved to the device, shuffled there), without training
+    from training.batches import batches
+    from training.heads import resolve_device
+    device, n, start = resolve_device(None), 0, time.perf_counter()
+    for rows, _ in batches(data, data.usable, batch, np.random.default_rng(1), device):
+        n += len(rows)
+        if time.perf_counter() - start > seconds:
+            break
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return n / (time.perf_counter() - start)
+
+
+kind, work, seconds, steps, batch = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+partitions = [Partition.read_csv(p) for p in sys.argv[6:]]
 data = TrainingRows.from_cache(FeatureCache.open(work))
 start = time.perf_counter()
 if kind == "rrm":
@@ -51,11 +70,12 @@ if kind == "rrm":
               "precision_at_10": log.to_json()["precision_at_10"]}
 else:
     init = None
-    settings = HeadSettings(epochs=1, min_epochs=1, max_seconds=seconds)
+    settings = HeadSettings(epochs=1, min_epochs=1, max_seconds=seconds, batch_size=batch)
     _, log = train_head(kind, data, partitions, settings, progress=False)
     result = {"samples_per_second": log.samples_per_second, "samples_seen": log.samples_seen,
-              "train_rows": log.train_rows, "epochs": len(log.epochs),
-              "first_loss": log.epochs[0].loss, "validation": log.to_json()["best"]}
+              "train_rows": log.train_rows, "epochs": len(log.epochs), "batch_size": batch,
+              "first_loss": log.epochs[0].loss, "validation": log.to_json()["best"],
+              "feed_samples_per_second": feed_rate(data, batch)}
 status = open("/proc/self/status").read()
 result["peak_rss_mb"] = int(status.split("VmHWM:")[1].split()[0]) / 1024
 result["seconds"] = time.perf_counter() - start
@@ -105,8 +125,8 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def run_stage(kind: str, work: Path, seconds: float, steps: int, partition_files: list[Path]) -> dict:
-    result = subprocess.run([sys.executable, "-c", STAGE, kind, str(work), str(seconds), str(steps),
+def run_stage(kind: str, work: Path, seconds: float, steps: int, batch: int, partition_files: list[Path]) -> dict:
+    result = subprocess.run([sys.executable, "-c", STAGE, kind, str(work), str(seconds), str(steps), str(batch),
                              *map(str, partition_files)], capture_output=True, text=True)
     if result.returncode:  # recorded, and the other stages still run
         print(f"stage {kind} failed:\n{result.stderr[-3000:]}", file=sys.stderr, flush=True)
@@ -119,6 +139,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=4_723_695)
     parser.add_argument("--seconds", type=float, default=120.0, help="time cap of each head's epoch")
     parser.add_argument("--rrm-steps", type=int, default=40)
+    parser.add_argument("--batch-size", type=int, default=256, help="photos per head step (the heads' default)")
+    parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
     parser.add_argument("--work", type=Path, default=Path("runs/train_scale"))
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON and markdown go")
     args = parser.parse_args()
@@ -132,9 +154,11 @@ def main() -> None:
     report = {"rows": args.rows, "cells": [len(p) for p in partitions], "dim": DIM, "cache_gb": round(size_gb, 1),
               "cache_build_seconds": build_seconds,
               "cache_noise_drawn_on": "cuda (torch)" if _cuda() else "cpu (numpy)", "cpu_count": os.cpu_count(),
-              "time_cap_seconds": args.seconds, "rrm_steps": args.rrm_steps, "stages": stages}
-    for kind in ("ce", "hc", "mvmf", "rrm"):
-        stages[kind] = run_stage(kind, args.work / "cache", args.seconds, args.rrm_steps, partition_files)
+              "time_cap_seconds": args.seconds, "rrm_steps": args.rrm_steps, "batch_size": args.batch_size,
+              "stages": stages}
+    for kind in args.stages:
+        stages[kind] = run_stage(kind, args.work / "cache", args.seconds, args.rrm_steps, args.batch_size,
+                                 partition_files)
         print(kind, json.dumps(stages[kind]), flush=True)
         write_report(args, report, size_gb)  # after every stage: a run cut short keeps what it measured
 
@@ -147,11 +171,16 @@ def write_report(args: argparse.Namespace, report: dict, size_gb: float) -> None
     lines = ["# Training at MP16 scale\n",
              f"{args.rows:,} rows × {DIM} float16 features ({size_gb:.1f} GB on disk, synthetic with a location "
              f"signal), the real MP16 partitions ({' / '.join(f'{c:,}' for c in report['cells'])} cells), on "
-             f"{device} ({os.cpu_count()} cores). Each head: one epoch capped at {args.seconds:.0f} s; the RRM: "
+             f"{device} ({os.cpu_count()} cores). Each head: batches of {args.batch_size}, one epoch capped at "
+             f"{args.seconds:.0f} s; the RRM: "
              f"{args.rrm_steps} steps of 128 pairs. Each stage in its own process.\n",
-             "| stage | samples/s | samples seen | peak RSS (MB) | seconds |", "|---|---|---|---|---|"]
-    lines += [f"| {kind} | {s['samples_per_second']:,.0f} | {s['samples_seen']:,} | {s['peak_rss_mb']:,.0f} | "
-              f"{s['seconds']:.0f} |" if "failed" not in s else f"| {kind} | failed | | | |"
+             "| stage | samples/s | batches alone, rows/s | samples seen | peak RSS (MB) | seconds |",
+             "|---|---|---|---|---|---|"]
+    feed = {kind: f"{s['feed_samples_per_second']:,.0f}" if "feed_samples_per_second" in s else ""
+            for kind, s in stages.items()}
+    lines += [f"| {kind} | {s['samples_per_second']:,.0f} | {feed[kind]} | "
+              f"{s['samples_seen']:,} | {s['peak_rss_mb']:,.0f} | {s['seconds']:.0f} |"
+              if "failed" not in s else f"| {kind} | failed | | | | |"
               for kind, s in stages.items()]
     (args.results / "train_scale.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

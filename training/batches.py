@@ -1,17 +1,20 @@
 """Training data read in minibatches from a feature cache (or an in-memory array, alike), in shuffled blocks.
 
 An epoch visits the cache's blocks of consecutive rows in random order and shuffles the rows inside each block;
-a block is one file read, and rows left over at the end of a block start the next batch. Only a block and a
-batch are in memory at a time, so resident memory does not grow with the number of rows, and the same seed
-gives the same batches whether the features come from the cache or from memory.
+a block is one file read, and rows left over at the end of a block start the next batch. Only a block (and the
+next one, read ahead) and a batch are in memory at a time, so resident memory does not grow with the number of
+rows, and the same seed gives the same batches whether the features come from the cache or from memory, on
+whichever device.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from locator.feature_cache import FeatureCache, group_ids
 
@@ -51,28 +54,55 @@ class TrainingRows:
                    np.arange(len(lat)))
 
 
-def batches(data: TrainingRows, rows: np.ndarray, batch_size: int,
-            rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """One epoch of (row ids, features in the stored dtype) minibatches over the sorted `rows`."""
-    rows = np.sort(np.asarray(rows, dtype=np.int64))
+def _blocks(data: TrainingRows, rows: np.ndarray, rng: np.random.Generator) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(start, stop, the block's chosen rows in shuffled order) for each block holding any of the sorted `rows`,
+    blocks in random order."""
     block_rows = data.block_rows
-    carry_rows, carry_x = rows[:0], None
     for block in rng.permutation(-(-len(data) // block_rows)):
         start, stop = block * block_rows, min((block + 1) * block_rows, len(data))
         lo, hi = np.searchsorted(rows, [start, stop])
-        if lo == hi:
-            continue
-        inside = rows[lo:hi]
-        order = rng.permutation(len(inside))
-        block_rows_ = inside[order]
-        block_x = data.read(start, stop)[block_rows_ - start]  # the only copy of the block's rows
-        if len(carry_rows):
-            block_rows_, block_x = np.concatenate([carry_rows, block_rows_]), np.concatenate([carry_x, block_x])
-        full = len(block_rows_) // batch_size * batch_size
-        for s in range(0, full, batch_size):
-            yield block_rows_[s:s + batch_size], block_x[s:s + batch_size]
-        carry_rows, carry_x = block_rows_[full:], block_x[full:]
-    if len(carry_rows):
+        if lo < hi:
+            inside = rows[lo:hi]
+            yield start, stop, inside[rng.permutation(len(inside))]
+
+
+def _read_block(data: TrainingRows, start: int, stop: int, chosen: np.ndarray,
+                pin: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows [start, stop) and the chosen rows' offsets in them, as tensors (pinned for a non-blocking upload)."""
+    block = data.read(start, stop)
+    if not block.flags.writeable or not block.flags.c_contiguous:
+        block = np.array(block)
+    tensors = torch.from_numpy(block), torch.from_numpy(chosen - start)
+    return tuple(t.pin_memory() for t in tensors) if pin else tensors
+
+
+def batches(data: TrainingRows, rows: np.ndarray, batch_size: int, rng: np.random.Generator,
+            device: str | torch.device = "cpu") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of (row ids, features in the stored dtype) minibatches over `rows`, both on `device`.
+
+    A thread reads the next block (pinned, on CUDA) while this one is trained on; a block goes to the device
+    whole and is shuffled there, so a step costs the host nothing but its launches."""
+    device = torch.device(device)
+    plan = _blocks(data, np.sort(np.asarray(rows, dtype=np.int64)), rng)
+    pin = device.type == "cuda"
+    carry_rows = carry_x = None
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        def fetch():
+            step = next(plan, None)
+            return None if step is None else (step[0], pool.submit(_read_block, data, *step, pin))
+        pending = fetch()
+        while pending is not None:
+            start, future = pending
+            pending = fetch()
+            block, offsets = (t.to(device, non_blocking=True) for t in future.result())
+            block_rows, block_x = offsets + start, block[offsets]
+            if carry_rows is not None:
+                block_rows, block_x = torch.cat([carry_rows, block_rows]), torch.cat([carry_x, block_x])
+            full = len(block_rows) // batch_size * batch_size
+            for s in range(0, full, batch_size):
+                yield block_rows[s:s + batch_size], block_x[s:s + batch_size]
+            carry_rows, carry_x = block_rows[full:], block_x[full:]
+    if carry_rows is not None and len(carry_rows):
         yield carry_rows, carry_x
 
 

@@ -132,7 +132,7 @@ def train_head(kind: str, data: TrainingRows, partitions: list[Partition], setti
     usable = data.usable if kind == "mvmf" else data.usable[classes[data.usable, -1] >= 0]
     train_rows, val_rows = holdout(data, usable, settings.validation, settings.max_validation, settings.seed)
     val_x = data.gather(val_rows)
-    # every row's classes and (lat, lon) live on the device: a step uploads only its features and row ids
+    # every row's classes and (lat, lon) live on the device, and batches arrive there: a step uploads nothing
     classes_t = torch.from_numpy(classes).to(device)
     latlon_t = torch.from_numpy(np.stack([data.lat, data.lon], axis=1)).to(device)
     steps = max(1, -(-len(train_rows) // settings.batch_size))
@@ -144,9 +144,8 @@ def train_head(kind: str, data: TrainingRows, partitions: list[Partition], setti
         head.train()
         total = torch.zeros((), dtype=torch.float64, device=device)  # summed on the device: no sync per step
         epoch_rows, epoch_start = 0, time.perf_counter()
-        for rows, x in batches(data, train_rows, settings.batch_size, rng):
-            on = upload(rows, device)
-            loss = _loss(head, to_device(x, device), classes_t[on], latlon_t[on])
+        for rows, x in batches(data, train_rows, settings.batch_size, rng, device):
+            loss = _loss(head, x.float(), classes_t[rows], latlon_t[rows])
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()

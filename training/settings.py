@@ -12,7 +12,8 @@ from training.losses import LOSSES
 @dataclass(frozen=True)
 class HeadSettings:
     epochs: int = option(40, "passes over the training photos", minimum=1)
-    batch_size: int = option(256, "photos per optimisation step", minimum=1)
+    batch_size: int = option(256, "photos per optimisation step (with an MP16-sized cache on a GPU, "
+                                  "1024 trained ce 2.8x faster on an H100)", minimum=1)
     lr: float = option(1e-3, "AdamW learning rate (cosine schedule to 0)", minimum=0)
     weight_decay: float = option(1e-4, "AdamW weight decay", minimum=0)
     seed: int = option(0, "random seed for initialisation, shuffling and the validation owners")

@@ -17,7 +17,8 @@ def test_an_epoch_visits_every_row_once_with_its_own_features():
     chosen = np.sort(np.random.default_rng(1).choice(1000, 700, replace=False))
     seen = []
     for rows, x in batches(data, chosen, 64, np.random.default_rng(2)):
-        assert np.array_equal(x, features[rows])
+        rows = rows.numpy()
+        assert np.array_equal(x.numpy(), features[rows])
         seen.append(rows)
     sizes = [len(r) for r in seen]
     assert sorted(np.concatenate(seen).tolist()) == chosen.tolist()
