@@ -67,41 +67,61 @@ def _blocks(data: TrainingRows, rows: np.ndarray, rng: np.random.Generator) -> I
 
 
 def _read_block(data: TrainingRows, start: int, stop: int, chosen: np.ndarray,
-                pin: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows [start, stop) and the chosen rows' offsets in them, as tensors (pinned for a non-blocking upload)."""
+                pin: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """With `pin`, rows [start, stop) and the chosen rows' offsets in them, pinned, for the device to shuffle;
+    else the chosen rows themselves, shuffled here (and the block read freed at once)."""
     block = data.read(start, stop)
     if not block.flags.writeable or not block.flags.c_contiguous:
         block = np.array(block)
-    tensors = torch.from_numpy(block), torch.from_numpy(chosen - start)
-    return tuple(t.pin_memory() for t in tensors) if pin else tensors
+    offsets = torch.from_numpy(chosen - start)
+    if pin:
+        return torch.from_numpy(block).pin_memory(), offsets.pin_memory()
+    return torch.from_numpy(block)[offsets], None
+
+
+def _on_device(read: tuple[torch.Tensor, torch.Tensor | None], start: int, chosen: np.ndarray,
+               device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row ids, features) of a block's chosen rows, in their shuffled order, on the device."""
+    x, offsets = read
+    if offsets is None:
+        return torch.from_numpy(chosen).to(device), x.to(device)
+    offsets = offsets.to(device, non_blocking=True)
+    return offsets + start, x.to(device, non_blocking=True)[offsets]
 
 
 def batches(data: TrainingRows, rows: np.ndarray, batch_size: int, rng: np.random.Generator,
             device: str | torch.device = "cpu") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch of (row ids, features in the stored dtype) minibatches over `rows`, both on `device`.
 
-    A thread reads the next block (pinned, on CUDA) while this one is trained on; a block goes to the device
-    whole and is shuffled there, so a step costs the host nothing but its launches."""
+    A thread reads the next block (pinned, on CUDA) while this one is trained on; on CUDA a block goes to the
+    device whole and is shuffled there, so a step costs the host nothing but its launches."""
     device = torch.device(device)
     plan = _blocks(data, np.sort(np.asarray(rows, dtype=np.int64)), rng)
     pin = device.type == "cuda"
-    carry_rows = carry_x = None
+    carry_rows, carry_x = None, None
     with ThreadPoolExecutor(max_workers=1) as pool:
         def fetch():
             step = next(plan, None)
-            return None if step is None else (step[0], pool.submit(_read_block, data, *step, pin))
+            return None if step is None else (step, pool.submit(_read_block, data, *step, pin))
         pending = fetch()
         while pending is not None:
-            start, future = pending
+            (start, _, chosen), future = pending
             pending = fetch()
-            block, offsets = (t.to(device, non_blocking=True) for t in future.result())
-            block_rows, block_x = offsets + start, block[offsets]
-            if carry_rows is not None:
-                block_rows, block_x = torch.cat([carry_rows, block_rows]), torch.cat([carry_x, block_x])
+            block_rows, block_x = _on_device(future.result(), start, chosen, device)
+            del future  # the block as read, once shuffled, is not kept
+            if carry_rows is not None:  # the rows left from the last block open this one's first batch
+                need = batch_size - len(carry_rows)
+                first_rows, first_x = torch.cat([carry_rows, block_rows[:need]]), torch.cat([carry_x, block_x[:need]])
+                block_rows, block_x = block_rows[need:], block_x[need:]
+                if len(first_rows) < batch_size:  # this block did not fill it
+                    carry_rows, carry_x = first_rows, first_x
+                    continue
+                yield first_rows, first_x
             full = len(block_rows) // batch_size * batch_size
             for s in range(0, full, batch_size):
                 yield block_rows[s:s + batch_size], block_x[s:s + batch_size]
-            carry_rows, carry_x = block_rows[full:], block_x[full:]
+            # copies: a view would keep the whole block alive while the next is read
+            carry_rows, carry_x = block_rows[full:].clone(), block_x[full:].clone()
     if carry_rows is not None and len(carry_rows):
         yield carry_rows, carry_x
 

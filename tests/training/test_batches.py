@@ -40,3 +40,13 @@ def test_holdout_keeps_owners_whole_and_caps_the_validation_rows():
     assert 0.1 < len(validation) / 1000 < 0.3 and len(train) + len(validation) == 1000
     _, capped = holdout(data, np.arange(1000), 0.2, 50, seed=0)
     assert len(capped) == 50 and set(capped.tolist()) <= set(validation.tolist())
+
+
+def test_batches_larger_than_a_block_gather_rows_across_blocks():
+    data, features = _rows(n=1000, block_rows=128)
+    seen = []
+    for rows, x in batches(data, np.arange(1000), 300, np.random.default_rng(5)):
+        assert np.array_equal(x.numpy(), features[rows.numpy()])
+        seen.append(rows.numpy())
+    assert [len(r) for r in seen] == [300, 300, 300, 100]
+    assert sorted(np.concatenate(seen).tolist()) == list(range(1000))
