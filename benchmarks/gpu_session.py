@@ -17,8 +17,9 @@ im2gps2k photos), but not Ray, FastAPI or the im2gps2k demo run. So this measure
 4. `locate.py` on the held-out photos against that collection: ms per photo by stage at batch 1 and 64;
 5. backbone fine-tuning read from MP16-format msgpack shards of the training photos: photos/s on one device,
    loader start-up included (one GPU: DDP's scaling across GPUs needs a machine with several);
-6. with `--train-scale`: `train_scale.py` at its full 4.7 M rows (needs ~17 GB of disk and several minutes, and
-   the MP16 coordinates and partitions of `shared/meta`: carry them, see below).
+6. with `--train-scale`: `train_scale.py` at its full 4.7 M rows, the heads at batch 1024
+   (`--train-scale-batch-size`; needs ~17 GB of disk and about 3 minutes, and the MP16 coordinates and
+   partitions of `shared/meta`: carry them, see below).
 
 A step that fails is recorded in `gpu_session.json` and the session goes on; every step's results are written
 as soon as it ends.
@@ -179,6 +180,8 @@ def main() -> None:
                         help="fine-tuning steps timed (default: 100 of 64 photos on a GPU, 4 of 16 on a CPU)")
     parser.add_argument("--train-scale", action="store_true", help="also train_scale.py at full size")
     parser.add_argument("--train-scale-seconds", type=float, default=20.0, help="train_scale.py's cap per head")
+    parser.add_argument("--train-scale-batch-size", type=int, default=1024,
+                        help="train_scale.py's head batch (256, the default, was measured on an H100 on 2026-11-27)")
     args = parser.parse_args()
     if not args.photos:
         raise SystemExit("give --photos (or GEOLOC_GPU_PHOTOS): a manifest of real photos")
@@ -206,7 +209,8 @@ def main() -> None:
             session.write("finetune.json", {"device": device_name(), "backbone": f"{ARCH} at {SIZE} px", **tuned})
     if args.train_scale:
         session.step("train_scale", run, str(HERE / "train_scale.py"), "--work", str(args.work / "train_scale"),
-                     "--seconds", str(args.train_scale_seconds), "--results", str(args.results))
+                     "--seconds", str(args.train_scale_seconds), "--batch-size", str(args.train_scale_batch_size),
+                     "--results", str(args.results))
     print("gpu session: done", json.dumps(session.report), "->", args.results, flush=True)
 
 
