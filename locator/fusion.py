@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,18 +140,27 @@ def found(row: Row) -> bool:
     return bool((np.asarray(row[0]) >= 0).any())
 
 
+def _cosine_chunks(a_xyz: np.ndarray, b_xyz: np.ndarray) -> Iterator[np.ndarray]:
+    """The rows of a_xyz @ b_xyz.T (bit for bit), in chunks of about 16 K values. A chunk has at least two rows
+    (unless a has one): a one-row product takes another BLAS path, whose cosines differ in the last bit."""
+    rows = max(2, _MASS_CHUNK // max(len(b_xyz), 1))
+    bounds = [*range(0, len(a_xyz), rows), len(a_xyz)]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
+        del bounds[-2]
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        yield a_xyz[lo:hi] @ b_xyz.T
+
+
 def _mass_within(a_xyz: np.ndarray, b_xyz: np.ndarray, weights: np.ndarray) -> list[np.ndarray]:
     """For each of MASS_RADII_KM, the sum of the `weights` of the points b within that great-circle distance of
-    each point a. In chunks of points a of about 16 K cosines: with MP16's 12,893 fine cells, the (a, b) matrices
-    of 30 candidates took megabytes each, and allocating them cost more than the arithmetic."""
+    each point a. In chunks: with MP16's 12,893 fine cells, the (a, b) matrices of 30 candidates took megabytes
+    each, and allocating them cost more than the arithmetic."""
     limits = [math.cos(r / EARTH_RADIUS_KM) for r in MASS_RADII_KM]
-    out = np.zeros((len(limits), len(a_xyz)))
-    rows = max(1, _MASS_CHUNK // max(len(b_xyz), 1))
-    for s in range(0, len(a_xyz), rows):
-        cosines = a_xyz[s:s + rows] @ b_xyz.T
+    sums: list[list[np.ndarray]] = [[] for _ in limits]
+    for cosines in _cosine_chunks(a_xyz, b_xyz):
         for k, limit in enumerate(limits):
-            out[k, s:s + rows] = ((cosines > limit) * weights[None, :]).sum(axis=1)
-    return list(out)
+            sums[k].append(((cosines > limit) * weights[None, :]).sum(axis=1))
+    return [np.concatenate(parts) if parts else np.zeros(0, np.result_type(weights, bool)) for parts in sums]
 
 
 def candidate_features(candidates: Candidates, pool: Pool, probabilities: np.ndarray, fine: Partition,

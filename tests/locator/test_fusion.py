@@ -261,3 +261,18 @@ def test_candidates_equal_per_cluster_means_and_similarities_bit_for_bit(world):
             assert (candidates.lat[label], candidates.lon[label]) == spherical_mean(lat[inside], lon[inside])
             assert x[label, FEATURES.index("max_sim")] == pool.scores[inside].max()
             assert x[label, FEATURES.index("mean_sim")] == pool.scores[inside].mean()
+
+
+@pytest.mark.parametrize("candidates", [1, 2, 3, 31])
+def test_mass_features_see_the_whole_matrix_bit_for_bit_at_mp16_size(candidates):
+    # 16,500 cells, as many as MP16's finer partitions: the cosines are computed in chunks of rows.
+    from locator.fusion import _cosine_chunks, _mass_within
+    from locator.geo import EARTH_RADIUS_KM, latlon_to_xyz
+    rng = np.random.default_rng(candidates)
+    cells = latlon_to_xyz(rng.uniform(-60, 70, 16_500), rng.uniform(-180, 180, 16_500))
+    points = latlon_to_xyz(rng.uniform(-60, 70, candidates), rng.uniform(-180, 180, candidates))
+    weights = rng.dirichlet(np.ones(16_500))
+    whole = points @ cells.T
+    assert np.array_equal(np.concatenate(list(_cosine_chunks(points, cells))), whole)
+    for r, got in zip(MASS_RADII_KM, _mass_within(points, cells, weights)):
+        assert np.array_equal(got, ((whole > math.cos(r / EARTH_RADIUS_KM)) * weights[None, :]).sum(axis=1))
