@@ -1,4 +1,6 @@
 import numpy as np
+import pytest
+import torch
 
 from training.batches import TrainingRows, batches, holdout
 
@@ -50,3 +52,14 @@ def test_batches_larger_than_a_block_gather_rows_across_blocks():
         seen.append(rows.numpy())
     assert [len(r) for r in seen] == [300, 300, 300, 100]
     assert sorted(np.concatenate(seen).tolist()) == list(range(1000))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_batches_on_cuda_equal_those_on_the_cpu():
+    data, _ = _rows(n=1000, block_rows=128)
+    on_cpu = list(batches(data, np.arange(0, 1000, 3), 50, np.random.default_rng(6)))
+    on_gpu = list(batches(data, np.arange(0, 1000, 3), 50, np.random.default_rng(6), "cuda"))
+    assert len(on_cpu) == len(on_gpu)
+    for (rows, x), (rows_gpu, x_gpu) in zip(on_cpu, on_gpu):
+        assert rows_gpu.device.type == "cuda"
+        assert torch.equal(rows, rows_gpu.cpu()) and torch.equal(x, x_gpu.cpu())
