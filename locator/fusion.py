@@ -164,14 +164,15 @@ def _mass_within(a_xyz: np.ndarray, b_xyz: np.ndarray, weights: np.ndarray) -> l
 
 
 def candidate_features(candidates: Candidates, pool: Pool, probabilities: np.ndarray, fine: Partition,
-                       estimates: np.ndarray, centres_xyz: np.ndarray | None = None) -> np.ndarray:
+                       estimates: np.ndarray, centres_xyz: np.ndarray | None = None,
+                       cells: np.ndarray | None = None) -> np.ndarray:
     """(candidates, len(FEATURES)) evidence matrix for one photo (`probabilities` over the fine cells,
-    `estimates` from `baselines`)."""
+    `estimates` from `baselines`; `cells`, the candidates' fine cells, when a batch looked them up at once)."""
     n = len(candidates)
     probabilities = np.asarray(probabilities, dtype=np.float64)
     centres_xyz = latlon_to_xyz(fine.lat, fine.lon) if centres_xyz is None else centres_xyz
     top = int(np.argmax(probabilities))
-    cells = fine.lookup(candidates.lat, candidates.lon)
+    cells = fine.lookup(candidates.lat, candidates.lon) if cells is None else cells
     # A candidate outside every cell counts as the least probable cell, flagged by `outside_cells`: a sentinel far
     # below the real values would let the linear scorers extrapolate (format 1 scored such candidates highly).
     cell_p = np.where(cells >= 0, probabilities[np.clip(cells, 0, None)], probabilities.min())

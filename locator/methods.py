@@ -41,6 +41,7 @@ from locator.settings import option
 from locator.store import Hits
 
 if TYPE_CHECKING:
+    from locator.cells import Partition
     from locator.bundle import Bundle
     from locator.exact_index import ExactIndex
     from locator.heads.base import HeadPrediction
@@ -136,14 +137,25 @@ def fused(sources: Sources, batch: Batch, settings: LocateSettings, evidence: bo
     pools = [Pool.merge(*(_row(h, j) for h in hits)) for j in range(len(batch.predictions))]
     payloads = sources.store.payloads([int(i) for pool in pools for i in pool.ids]) if evidence else {}
     centres = latlon_to_xyz(fine.lat, fine.lon)
+    heads = [(float(batch.head.lat[j]), float(batch.head.lon[j])) for j in range(len(pools))]
+    candidates = [make_candidates(pool, *centre, model.eps_km, with_centre=not found(_row(hits[0], j)))
+                  for j, (pool, centre) in enumerate(zip(pools, heads))]
+    cells = _batch_lookup(fine, candidates)  # one S2 lookup for the batch: per photo, its overhead dominated
     for j, p in enumerate(batch.predictions):
-        centre = (float(batch.head.lat[j]), float(batch.head.lon[j]))
-        candidates = make_candidates(pools[j], *centre, model.eps_km, with_centre=not found(_row(hits[0], j)))
-        estimates = baselines(_row(hits[0], j), _row(hits[2], j), centre, model.eps_km)
-        features = candidate_features(candidates, pools[j], batch.probabilities[j], fine, estimates, centres)
-        choice = model.choose(features, candidates.lat, candidates.lon)
-        fill_fused(p, pools[j], candidates, features, choice, payloads)
+        estimates = baselines(_row(hits[0], j), _row(hits[2], j), heads[j], model.eps_km)
+        features = candidate_features(candidates[j], pools[j], batch.probabilities[j], fine, estimates, centres,
+                                      cells[j])
+        choice = model.choose(features, candidates[j].lat, candidates[j].lon)
+        fill_fused(p, pools[j], candidates[j], features, choice, payloads)
         p.cells_searched = [fine.tokens[c] for c in hits[1].cells[j]]
+
+
+def _batch_lookup(fine: Partition, candidates: list[Candidates]) -> list[np.ndarray]:
+    """Each photo's candidates' fine cells."""
+    if not candidates:
+        return []
+    cells = fine.lookup(np.concatenate([c.lat for c in candidates]), np.concatenate([c.lon for c in candidates]))
+    return np.split(cells, np.cumsum([len(c) for c in candidates])[:-1])
 
 
 def _row(hits: Hits, j: int) -> Row:
