@@ -11,9 +11,9 @@ im2gps2k photos), but not Ray, FastAPI or the im2gps2k demo run. So this measure
    features, the ce head, the RRM, the fused model);
 3. ingest's own stages (`decode_batch` → `Embedder` → `WriterStage`) called without Ray: decoding on a thread
    pool, a batch ahead of the embedding, one writer into Qdrant Edge. The training split's photos go in
-   `--repeat` times, each copy under its own photo id: photos/s for one GPU, over the whole run and over its
-   second half (when cuDNN has planned most shapes and batch sizes). Ray would decode in processes on every
-   CPU instead; the embedding on the GPU is the same;
+   `--repeat` times, each copy under its own photo id, twice: a warm-up pass (in which cuDNN plans each shape
+   and batch size; short runs measured mostly that), then a timed pass: photos/s for one GPU. Ray would decode
+   in processes on every CPU instead; the embedding on the GPU is the same;
 4. `locate.py` on the held-out photos against that collection: ms per photo by stage at batch 1 and 64;
 5. backbone fine-tuning read from MP16-format msgpack shards of the training photos: photos/s on one device,
    loader start-up included (one GPU: DDP's scaling across GPUs needs a machine with several);
@@ -115,7 +115,8 @@ def columns(rows: list[dict]) -> dict[str, np.ndarray]:
 
 
 def ingest_stages(bundle: Path, location: str, rows: list[dict], batch: int, threads: int) -> dict:
-    """Ingest's stages in this process, without Ray; photos/s after the first batch (cuDNN's autotuning)."""
+    """Ingest's stages in this process, without Ray: the photos once as a warm-up (in which cuDNN plans every
+    input shape and batch size that the stream's shape groups make), then again under other photo ids, timed."""
     from ingest.decode import decode_batch
     from ingest.embedder import Embedder
     from ingest.writer import WriterStage
@@ -123,35 +124,33 @@ def ingest_stages(bundle: Path, location: str, rows: list[dict], batch: int, thr
     preprocessing = BundleConfig.load(bundle).preprocessing
     embedder = Embedder(str(bundle), placeable_head=None)
     writer = WriterStage(location, str(bundle), str(bundle.parent / "rejects.csv"), False, 10_000)
-    pool = ThreadPoolExecutor(threads)
+    with ThreadPoolExecutor(threads) as pool:
+        def decode(chunk: list[dict]) -> list:
+            return [pool.submit(decode_batch, columns(chunk[s::threads]), preprocessing)
+                    for s in range(min(threads, len(chunk)))]
 
-    def decode(chunk: list[dict]) -> list:
-        return [pool.submit(decode_batch, columns(chunk[s::threads]), preprocessing)
-                for s in range(min(threads, len(chunk)))]
+        def gather(parts: list) -> dict:
+            done = [p.result() for p in parts]
+            return {key: np.concatenate([d[key] for d in done]) for key in done[0]}
 
-    def gather(parts: list) -> dict:
-        done = [p.result() for p in parts]
-        return {key: np.concatenate([d[key] for d in done]) for key in done[0]}
+        def stream(photos: list[dict]) -> tuple[int, float]:
+            batches = [photos[s:s + batch] for s in range(0, len(photos), batch)]
+            pending, start, written = decode(batches[0]), time.perf_counter(), 0
+            for i in range(len(batches)):
+                decoded = gather(pending)
+                if i + 1 < len(batches):
+                    pending = decode(batches[i + 1])  # the next batch decodes while this one is embedded
+                written += int(writer(embedder(decoded))["written"].sum())
+            return written, time.perf_counter() - start
 
-    batches = [rows[s:s + batch] for s in range(0, len(rows), batch)]
-    pending, clock, written = decode(batches[0]), [time.perf_counter()], [0]
-    for i in range(len(batches)):
-        decoded = gather(pending)
-        if i + 1 < len(batches):
-            pending = decode(batches[i + 1])  # the next batch decodes while this one is embedded
-        written.append(written[-1] + int(writer(embedder(decoded))["written"].sum()))
-        clock.append(time.perf_counter())
-    pool.shutdown()
+        warm_written, warm_seconds = stream(rows)
+        written, seconds = stream([dict(r, photo_id=f"{r['photo_id']}~timed") for r in rows])
     writer.writer.close()
     writer.store.close()
-    half = len(batches) // 2  # by then cuDNN has planned most shapes and batch sizes: the steady rate
-
-    def rate(a: int, b: int) -> float | None:
-        return round((written[b] - written[a]) / (clock[b] - clock[a]), 1) if clock[b] > clock[a] else None
-
-    return {"photos": len(rows), "written": written[-1], "seconds": round(clock[-1] - clock[0], 2),
-            "photos_per_second": rate(0, len(batches)), "second_half_photos_per_second": rate(half, len(batches)),
-            "batch_size": batch, "decode_threads": threads}
+    return {"photos": len(rows), "written": written, "seconds": round(seconds, 2),
+            "photos_per_second": round(written / seconds, 1), "warmup_seconds": round(warm_seconds, 2),
+            "warmup_photos_per_second": round(warm_written / warm_seconds, 1), "batch_size": batch,
+            "decode_threads": threads}
 
 
 def read_rows(manifest: Path) -> list[dict]:
