@@ -71,12 +71,11 @@ def _read_block(data: TrainingRows, start: int, stop: int, chosen: np.ndarray,
     """With `pin`, rows [start, stop) and the chosen rows' offsets in them, pinned, for the device to shuffle;
     else the chosen rows themselves, shuffled here (and the block read freed at once)."""
     block = data.read(start, stop)
+    if not pin:  # gathered by numpy: torch would start an OpenMP pool for this thread beside the training's
+        return torch.from_numpy(block[chosen - start]), None
     if not block.flags.writeable or not block.flags.c_contiguous:
         block = np.array(block)
-    offsets = torch.from_numpy(chosen - start)
-    if pin:
-        return torch.from_numpy(block).pin_memory(), offsets.pin_memory()
-    return torch.from_numpy(block)[offsets], None
+    return torch.from_numpy(block).pin_memory(), torch.from_numpy(chosen - start).pin_memory()
 
 
 def _on_device(read: tuple[torch.Tensor, torch.Tensor | None], start: int, chosen: np.ndarray,
