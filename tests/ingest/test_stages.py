@@ -42,6 +42,8 @@ def test_stages_embed_like_the_encoder_and_write_rejects(trained, tmp_path):
     decoded = decode_batch(_columns(rows), bundle.backbone.preprocessing.to_json())
     assert sum(1 for e in decoded["status"] if e) == 2
     embedded = Embedder(str(root / "bundle"), placeable_head="ce")(decoded)
+    threaded = Embedder(str(root / "bundle"), placeable_head="ce", normalise_threads=2)(decoded)
+    assert threaded["vector"].any() and np.array_equal(threaded["vector"], embedded["vector"])
     encoder = PhotoEncoder(bundle, device="cpu")
     direct = encoder.encode([encoder.preprocess(load_image(rows[0]["image"]))], classify=True)
     assert np.max(np.abs(embedded["vector"][0] - direct.embeddings[0])) <= 1e-5
