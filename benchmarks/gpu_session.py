@@ -19,18 +19,26 @@ im2gps2k photos), but not Ray, FastAPI or the im2gps2k demo run. So this measure
    loader start-up included (one GPU: DDP's scaling across GPUs needs a machine with several);
 6. with `--train-scale`: `train_scale.py` at its full 4.7 M rows, the heads at batch 1024
    (`--train-scale-batch-size`; needs ~17 GB of disk and about 3 minutes, and the MP16 coordinates and
-   partitions of `shared/meta`: carry them, see below).
+   partitions of `shared/meta`: carry them, see below);
+7. with `--serve`: `serve.py` on that bundle and store (`geoloc serve` under 1, 4 and 16 clients for 10 s each,
+   2 kill -9 trials). The GPU machine lacks FastAPI and uvicorn: download their wheels into `.gpu/whl` (below).
 
 A step that fails is recorded in `gpu_session.json` and the session goes on; every step's results are written
 as soon as it ends.
 
     bash ../shared/tools/gpu-carry.sh 500
     mkdir -p .gpu/shared/meta && cp ../shared/meta/{mp16_coordinates_100k,cells_50_*}.csv .gpu/shared/meta/
+    python3 -m pip download -q --only-binary=:all: --python-version 3.12 --implementation cp -d .gpu/whl \
+        --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 fastapi uvicorn python-multipart  # --serve
     # on the GPU machine (device run, carry [".gpu"]):
     source .gpu/setup.sh && GEOLOC_SHARED=.gpu/shared python benchmarks/gpu_session.py --results "$OUT/results" \
-        --repeat 20 --train-scale; tar czf "$OUT/results.tgz" -C "$OUT" results   # the tool returns at most 8 files
+        --repeat 20 --serve; tar czf "$OUT/results.tgz" -C "$OUT" results   # the tool returns at most 8 files
+    # a second call (one command may run 10 minutes at most; the device time is 15 minutes in all):
+    source .gpu/setup.sh && GEOLOC_SHARED=.gpu/shared python benchmarks/gpu_session.py --results "$OUT/results" \
+        --photos .gpu/photos/manifest.csv --only-train-scale; tar czf "$OUT/results.tgz" -C "$OUT" results
 
-The whole session took about 8 minutes on an H100 (`train_scale.py` about 3 of them).
+On an H100 steps 1-5 took about 4 minutes and `train_scale.py` about 3 (2026-11-27); the warmed ingest pass
+and `--serve` add about 2 more.
 
 Every result names its device. Copy the files into `benchmarks/results/gpu/` and summarise them in the README.
 """
@@ -153,6 +161,33 @@ def ingest_stages(bundle: Path, location: str, rows: list[dict], batch: int, thr
             "decode_threads": threads}
 
 
+def photo_steps(session: Session, args: argparse.Namespace, gpu: bool) -> None:
+    """Steps 1-5, and 7 with --serve."""
+    session.step("features", run, str(HERE / "features.py"), "--photos", args.photos, "--results", str(args.results),
+                 *(("--repeat", "4", "--exact-n", "16") if gpu else ()))
+    bundle = session.step("world", build_world, args.photos, args.work)
+    if bundle is None:
+        return
+    train = read_rows(args.work / "split" / "train.csv")
+    batch, threads = (256, max(1, (os.cpu_count() or 2) - 1)) if gpu else (64, 1)
+    repeat = args.repeat or (50 if gpu else 8)
+    store = f"edge:{args.work / 'store'}"
+    timed = session.step("ingest", ingest_stages, bundle, store, repeated(train, repeat), batch, threads)
+    if timed is not None:
+        session.write("ingest_stages.json", {"device": device_name(), "backbone": f"{ARCH} at {SIZE} px",
+                                             "repeated": repeat, "ingest": timed})
+        session.step("locate", run, str(HERE / "locate.py"), "--bundle", str(bundle), "--store", store,
+                     "--photos", str(args.work / "split" / "val.csv"), "--results", str(args.results))
+    steps, batch = (args.finetune_steps or 100, 64) if gpu else (args.finetune_steps or 4, 16)
+    tuned = session.step("finetune", finetune_rate, bundle, repeated(train, 20 if gpu else 1),
+                         args.work / "finetune", steps, batch, max(1, (os.cpu_count() or 2) - 2))
+    if tuned is not None:
+        session.write("finetune.json", {"device": device_name(), "backbone": f"{ARCH} at {SIZE} px", **tuned})
+    if args.serve:
+        session.step("serve", run, str(HERE / "serve.py"), "--run", str(args.work), "--seconds", "10", "--trials",
+                     "2", "--work", str(args.work / "serve_bench"), "--results", str(args.results))
+
+
 def read_rows(manifest: Path) -> list[dict]:
     from ingest.sources import list_rows
     return list_rows(manifest)
@@ -178,6 +213,9 @@ def main() -> None:
     parser.add_argument("--finetune-steps", type=int, default=None,
                         help="fine-tuning steps timed (default: 100 of 64 photos on a GPU, 4 of 16 on a CPU)")
     parser.add_argument("--train-scale", action="store_true", help="also train_scale.py at full size")
+    parser.add_argument("--only-train-scale", action="store_true", help="train_scale.py alone (a second call)")
+    parser.add_argument("--serve", action="store_true",
+                        help="also serve.py on the small bundle (needs the service's wheels in .gpu/whl, see above)")
     parser.add_argument("--train-scale-seconds", type=float, default=20.0, help="train_scale.py's cap per head")
     parser.add_argument("--train-scale-batch-size", type=int, default=1024,
                         help="train_scale.py's head batch (256, the default, was measured on an H100 on 2026-11-27)")
@@ -185,28 +223,10 @@ def main() -> None:
     if not args.photos:
         raise SystemExit("give --photos (or GEOLOC_GPU_PHOTOS): a manifest of real photos")
     args.results.mkdir(parents=True, exist_ok=True)
-    gpu = torch_cuda()
     session = Session(args.results)
-    session.step("features", run, str(HERE / "features.py"), "--photos", args.photos, "--results", str(args.results),
-                 *(("--repeat", "4", "--exact-n", "16") if gpu else ()))
-    bundle = session.step("world", build_world, args.photos, args.work)
-    if bundle is not None:
-        train = read_rows(args.work / "split" / "train.csv")
-        batch, threads = (256, max(1, (os.cpu_count() or 2) - 1)) if gpu else (64, 1)
-        repeat = args.repeat or (50 if gpu else 8)
-        store = f"edge:{args.work / 'store'}"
-        timed = session.step("ingest", ingest_stages, bundle, store, repeated(train, repeat), batch, threads)
-        if timed is not None:
-            session.write("ingest_stages.json", {"device": device_name(), "backbone": f"{ARCH} at {SIZE} px",
-                                                 "repeated": repeat, "ingest": timed})
-            session.step("locate", run, str(HERE / "locate.py"), "--bundle", str(bundle), "--store", store,
-                         "--photos", str(args.work / "split" / "val.csv"), "--results", str(args.results))
-        steps, batch = (args.finetune_steps or 100, 64) if gpu else (args.finetune_steps or 4, 16)
-        tuned = session.step("finetune", finetune_rate, bundle, repeated(train, 20 if gpu else 1),
-                             args.work / "finetune", steps, batch, max(1, (os.cpu_count() or 2) - 2))
-        if tuned is not None:
-            session.write("finetune.json", {"device": device_name(), "backbone": f"{ARCH} at {SIZE} px", **tuned})
-    if args.train_scale:
+    if not args.only_train_scale:
+        photo_steps(session, args, torch_cuda())
+    if args.train_scale or args.only_train_scale:
         session.step("train_scale", run, str(HERE / "train_scale.py"), "--work", str(args.work / "train_scale"),
                      "--seconds", str(args.train_scale_seconds), "--batch-size", str(args.train_scale_batch_size),
                      "--results", str(args.results))

@@ -8,7 +8,7 @@ On a copy of a run's store, the service runs in its own process on loopback. The
 4. `--trials` times: start the service, add photos, kill -9 it right after they were acknowledged, start it again
    and check that all of them are there.
 
-    python benchmarks/serve.py --run runs/im2gps2k [--seconds 30] [--trials 20]
+    python benchmarks/serve.py --run runs/im2gps2k [--seconds 30] [--trials 20] [--results benchmarks/results]
 
 Writes benchmarks/results/serve.json and serve.md.
 """
@@ -30,6 +30,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import torch
 from PIL import Image
 
 from locator.api import Locator
@@ -145,6 +146,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--work", type=Path, default=Path("runs/serve_bench"))
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON and markdown go")
     args = parser.parse_args()
     if args.work.exists():
         shutil.rmtree(args.work)
@@ -165,14 +167,16 @@ def main() -> None:
         sixteen = load(port, photos, 16, args.seconds, writer=False)
     finally:
         kill(process)
-    report = {"cpu_count": os.cpu_count(), "device": "CPU", "one_process_batch32_photos_per_second": round(one_process, 2),
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
+    report = {"cpu_count": os.cpu_count(), "device": device, "one_process_batch32_photos_per_second": round(one_process, 2),
               "one_client": one, "four_clients_with_writer": four, "sixteen_clients": sixteen,
               "sixteen_vs_one_process": round(sixteen["photos_per_second"] / one_process, 3),
               "kill9": durability(bundle, store, args.trials)}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "serve.json").write_text(json.dumps(report, indent=2) + "\n")
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "serve.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = ["# `geoloc serve` under load\n",
-             f"{os.cpu_count()} CPU cores, no GPU; bundle `{bundle}`, method fused; loopback clients, one photo per "
+             f"{os.cpu_count()} CPU cores, {device if device != 'CPU' else 'no GPU'}; bundle `{bundle}`, method fused; "
+             "loopback clients, one photo per "
              f"request, {args.seconds:.0f} s each.\n",
              "| clients | requests | errors | photos/s | p50 ms | p99 ms |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['clients']} | {r['requests']} | {r['errors']} | {r['photos_per_second']} | {r['p50_ms']} | "
@@ -183,7 +187,7 @@ def main() -> None:
               f"{four['writes_found_after']} were found afterwards.",
               f"kill -9 after acknowledged writes, {report['kill9']['trials']} trials × 5 photos: "
               f"{report['kill9']['lost']} lost."]
-    (RESULTS / "serve.md").write_text("\n".join(lines) + "\n")
+    (args.results / "serve.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
