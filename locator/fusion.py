@@ -141,14 +141,14 @@ def found(row: Row) -> bool:
 
 
 def _cosine_chunks(a_xyz: np.ndarray, b_xyz: np.ndarray) -> Iterator[np.ndarray]:
-    """The rows of a_xyz @ b_xyz.T (bit for bit), in chunks of about 16 K values. A chunk has at least two rows
-    (unless a has one): a one-row product takes another BLAS path, whose cosines differ in the last bit."""
-    rows = max(2, _MASS_CHUNK // max(len(b_xyz), 1))
-    bounds = [*range(0, len(a_xyz), rows), len(a_xyz)]
-    if len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
-        del bounds[-2]
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
-        yield a_xyz[lo:hi] @ b_xyz.T
+    """The rows of the (a, b) dot products, in chunks of about 16 K values. Summed element by element rather than
+    by BLAS, whose rounding depends on the chunk's shape and on its thread count: the same photo gets the same
+    features in any batch, on any machine."""
+    rows = max(1, _MASS_CHUNK // max(len(b_xyz), 1))
+    x, y, z = np.ascontiguousarray(np.asarray(b_xyz, dtype=float).T)
+    for lo in range(0, len(a_xyz), rows):
+        a = a_xyz[lo:lo + rows]
+        yield a[:, 0, None] * x + a[:, 1, None] * y + a[:, 2, None] * z
 
 
 def _mass_within(a_xyz: np.ndarray, b_xyz: np.ndarray, weights: np.ndarray) -> list[np.ndarray]:

@@ -265,14 +265,16 @@ def test_candidates_equal_per_cluster_means_and_similarities_bit_for_bit(world):
 
 @pytest.mark.parametrize("candidates", [1, 2, 3, 31])
 def test_mass_features_see_the_whole_matrix_bit_for_bit_at_mp16_size(candidates):
-    # 16,500 cells, as many as MP16's finer partitions: the cosines are computed in chunks of rows.
+    # 16,500 cells, as many as MP16's finer partitions: the cosines are computed in chunks of rows, and every
+    # chunk's values must be those of the whole computation (so that a photo's features do not depend on it).
     from locator.fusion import _cosine_chunks, _mass_within
     from locator.geo import EARTH_RADIUS_KM, latlon_to_xyz
     rng = np.random.default_rng(candidates)
     cells = latlon_to_xyz(rng.uniform(-60, 70, 16_500), rng.uniform(-180, 180, 16_500))
     points = latlon_to_xyz(rng.uniform(-60, 70, candidates), rng.uniform(-180, 180, candidates))
     weights = rng.dirichlet(np.ones(16_500))
-    whole = points @ cells.T
+    whole = sum(points[:, None, k] * cells[None, :, k] for k in range(3))  # the same sums, unchunked
     assert np.array_equal(np.concatenate(list(_cosine_chunks(points, cells))), whole)
+    assert np.allclose(whole, points @ cells.T, rtol=0, atol=1e-15)
     for r, got in zip(MASS_RADII_KM, _mass_within(points, cells, weights)):
         assert np.array_equal(got, ((whole > math.cos(r / EARTH_RADIUS_KM)) * weights[None, :]).sum(axis=1))
