@@ -11,8 +11,9 @@ im2gps2k photos), but not Ray, FastAPI or the im2gps2k demo run. So this measure
    features, the ce head, the RRM, the fused model);
 3. ingest's own stages (`decode_batch` → `Embedder` → `WriterStage`) called without Ray: decoding on a thread
    pool, a batch ahead of the embedding, one writer into Qdrant Edge. The training split's photos go in
-   `--repeat` times, each copy under its own photo id, twice: a warm-up pass (in which cuDNN plans each shape
-   and batch size; short runs measured mostly that), then a timed pass: photos/s for one GPU. Ray would decode
+   `--repeat` times, each copy under its own photo id, decoded and embedded first as a warm-up (in which cuDNN
+   plans each shape and batch size; short runs measured mostly that), then again, timed, and written: photos/s
+   for one GPU. Ray would decode
    in processes on every CPU instead; the embedding on the GPU is the same;
 4. `locate.py` on the held-out photos against that collection: ms per photo by stage at batch 1 and 64;
 5. backbone fine-tuning read from MP16-format msgpack shards of the training photos: photos/s on one device,
@@ -123,15 +124,24 @@ def columns(rows: list[dict]) -> dict[str, np.ndarray]:
 
 
 def ingest_stages(bundle: Path, location: str, rows: list[dict], batch: int, threads: int) -> dict:
-    """Ingest's stages in this process, without Ray: the photos once as a warm-up (in which cuDNN plans every
-    input shape and batch size that the stream's shape groups make), then again under other photo ids, timed."""
-    from ingest.decode import decode_batch
+    """Ingest's stages in this process, without Ray: the photos decoded and embedded once as a warm-up (in which
+    cuDNN plans every input shape and batch size that the stream's shape groups make), then again, timed, and
+    written."""
     from ingest.embedder import Embedder
     from ingest.writer import WriterStage
     from locator.bundle_config import BundleConfig
     preprocessing = BundleConfig.load(bundle).preprocessing
     embedder = Embedder(str(bundle), placeable_head=None)
     writer = WriterStage(location, str(bundle), str(bundle.parent / "rejects.csv"), False, 10_000)
+    try:
+        return _timed_stream(rows, preprocessing, embedder, writer, batch, threads)
+    finally:
+        writer.writer.close()
+        writer.store.close()
+
+
+def _timed_stream(rows: list[dict], preprocessing: dict, embedder, writer, batch: int, threads: int) -> dict:
+    from ingest.decode import decode_batch
     with ThreadPoolExecutor(threads) as pool:
         def decode(chunk: list[dict]) -> list:
             return [pool.submit(decode_batch, columns(chunk[s::threads]), preprocessing)
@@ -141,23 +151,22 @@ def ingest_stages(bundle: Path, location: str, rows: list[dict], batch: int, thr
             done = [p.result() for p in parts]
             return {key: np.concatenate([d[key] for d in done]) for key in done[0]}
 
-        def stream(photos: list[dict]) -> tuple[int, float]:
-            batches = [photos[s:s + batch] for s in range(0, len(photos), batch)]
-            pending, start, written = decode(batches[0]), time.perf_counter(), 0
+        def stream(write: bool) -> tuple[int, float]:
+            batches = [rows[s:s + batch] for s in range(0, len(rows), batch)]
+            pending, start, done = decode(batches[0]), time.perf_counter(), 0
             for i in range(len(batches)):
                 decoded = gather(pending)
                 if i + 1 < len(batches):
                     pending = decode(batches[i + 1])  # the next batch decodes while this one is embedded
-                written += int(writer(embedder(decoded))["written"].sum())
-            return written, time.perf_counter() - start
+                embedded = embedder(decoded)
+                done += int(writer(embedded)["written"].sum()) if write else len(embedded["vector"])
+            return done, time.perf_counter() - start
 
-        warm_written, warm_seconds = stream(rows)
-        written, seconds = stream([dict(r, photo_id=f"{r['photo_id']}~timed") for r in rows])
-    writer.writer.close()
-    writer.store.close()
+        embedded, warm_seconds = stream(write=False)
+        written, seconds = stream(write=True)
     return {"photos": len(rows), "written": written, "seconds": round(seconds, 2),
             "photos_per_second": round(written / seconds, 1), "warmup_seconds": round(warm_seconds, 2),
-            "warmup_photos_per_second": round(warm_written / warm_seconds, 1), "batch_size": batch,
+            "warmup_photos_per_second": round(embedded / warm_seconds, 1), "batch_size": batch,
             "decode_threads": threads}
 
 
@@ -183,7 +192,7 @@ def photo_steps(session: Session, args: argparse.Namespace, gpu: bool) -> None:
                          args.work / "finetune", steps, batch, max(1, (os.cpu_count() or 2) - 2))
     if tuned is not None:
         session.write("finetune.json", {"device": device_name(), "backbone": f"{ARCH} at {SIZE} px", **tuned})
-    if args.serve:
+    if args.serve and timed is not None:  # it serves the store that ingest wrote
         session.step("serve", run, str(HERE / "serve.py"), "--run", str(args.work), "--seconds", "10", "--trials",
                      "2", "--work", str(args.work / "serve_bench"), "--results", str(args.results))
 
@@ -218,9 +227,10 @@ def main() -> None:
                         help="also serve.py on the small bundle (needs the service's wheels in .gpu/whl, see above)")
     parser.add_argument("--train-scale-seconds", type=float, default=20.0, help="train_scale.py's cap per head")
     parser.add_argument("--train-scale-batch-size", type=int, default=1024,
-                        help="train_scale.py's head batch (256, the default, was measured on an H100 on 2026-11-27)")
+                        help="train_scale.py's head batch (256, the heads' default, was measured on an H100 on "
+                             "2026-11-27)")
     args = parser.parse_args()
-    if not args.photos:
+    if not args.photos and not args.only_train_scale:
         raise SystemExit("give --photos (or GEOLOC_GPU_PHOTOS): a manifest of real photos")
     args.results.mkdir(parents=True, exist_ok=True)
     session = Session(args.results)

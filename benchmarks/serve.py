@@ -50,7 +50,7 @@ def start(bundle: Path, store: str, port: int) -> subprocess.Popen:
                                 "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                start_new_session=True)
     deadline = time.time() + 180
-    while time.time() < deadline:
+    while time.time() < deadline and process.poll() is None:  # a service that died is not waited for
         try:
             if httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=2).status_code == 200:
                 return process
