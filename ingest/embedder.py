@@ -29,7 +29,8 @@ class Embedder:
         # Beside a GPU, normalising a batch's pixels on one thread (0.6 ms a photo) would take as long as embedding
         # it; numpy releases the GIL, so threads share the work. On a CPU the cores are the backbone's.
         if normalise_threads is None:
-            normalise_threads = min(8, os.cpu_count() or 1) if self.encoder.device.type == "cuda" else 0
+            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            normalise_threads = min(8, cpus) if self.encoder.device.type == "cuda" else 0
         self.pool = ThreadPoolExecutor(normalise_threads) if normalise_threads > 1 else None
 
     def _tensor(self, pixels: bytes, height: int, width: int):
