@@ -26,16 +26,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from locator.backbone import Preprocessing, compute_dtype, create_backbone, default_device, extract_features
+from locator.backbone import (Preprocessing, compute_dtype, create_backbone, default_device, describe_device,
+                              extract_features)
 from locator.datasets import read_dataset
 from training.features import build_feature_cache
 
 RESULTS = Path(__file__).parent / "results"
 ARCH, SIZE = "tf_efficientnet_lite0", 300
-
-
-def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
 
 
 def network_rows(device: torch.device) -> list[dict]:
@@ -102,7 +99,7 @@ def main() -> None:
     device = default_device()
     records = read_dataset(args.photos)[: args.n]
     precision = str(compute_dtype(device)).removeprefix("torch.")
-    report = {"device": str(device), "device_name": device_name(device), "torch_threads": torch.get_num_threads(),
+    report = {"device": str(device), "device_name": describe_device(device), "torch_threads": torch.get_num_threads(),
               "precision": precision,
               "backbone": f"{ARCH} at {SIZE} px", "photos": len(records), **shapes([r.image for r in records])}
     work = Path(tempfile.mkdtemp(prefix="geoloc-features-"))

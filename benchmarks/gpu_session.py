@@ -208,8 +208,8 @@ def repeated(rows: list[dict], times: int) -> list[dict]:
 
 
 def device_name() -> str:
-    import torch
-    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
+    from locator.backbone import describe_device
+    return describe_device()
 
 
 def main() -> None:

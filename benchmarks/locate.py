@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from locator.api import Locator
-from locator.backbone import stream_features
+from locator.backbone import describe_device, stream_features
 from locator.datasets import read_dataset
 from locator.encoder import EncodedPhotos
 from locator.loading import load_stream, photo_name
@@ -77,7 +77,7 @@ def main() -> None:
               "batches": {}}
     with Locator.load(args.bundle, store=args.store) as locator:
         device = locator.encoder.device
-        report["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
+        report["device"] = describe_device(device)
         preprocessing = locator.bundle.backbone.preprocessing
         report["distinct_shapes"] = len({tuple(t.shape) for _, t in load_stream(images, preprocessing, device, 0)})
         report["backbone"] = f"{locator.bundle.backbone.arch} at {preprocessing.size} px"

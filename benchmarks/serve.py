@@ -30,10 +30,10 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import torch
 from PIL import Image
 
 from locator.api import Locator
+from locator.backbone import describe_device
 from locator.datasets import read_dataset
 
 RESULTS = Path(__file__).parent / "results"
@@ -167,7 +167,7 @@ def main() -> None:
         sixteen = load(port, photos, 16, args.seconds, writer=False)
     finally:
         kill(process)
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
+    device = describe_device()
     report = {"cpu_count": os.cpu_count(), "device": device, "one_process_batch32_photos_per_second": round(one_process, 2),
               "one_client": one, "four_clients_with_writer": four, "sixteen_clients": sixteen,
               "sixteen_vs_one_process": round(sixteen["photos_per_second"] / one_process, 3),
@@ -175,7 +175,7 @@ def main() -> None:
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "serve.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = ["# `geoloc serve` under load\n",
-             f"{os.cpu_count()} CPU cores, {device if device != 'CPU' else 'no GPU'}; bundle `{bundle}`, method fused; "
+             f"{device}; bundle `{bundle}`, method fused; "
              "loopback clients, one photo per "
              f"request, {args.seconds:.0f} s each.\n",
              "| clients | requests | errors | photos/s | p50 ms | p99 ms |", "|---|---|---|---|---|---|"]

@@ -37,6 +37,7 @@ STAGE = """
 import json, sys, time
 import numpy as np
 import torch
+from locator.backbone import describe_device
 from locator.cells import Partition
 from locator.feature_cache import FeatureCache
 from training.batches import TrainingRows
@@ -79,7 +80,7 @@ else:
 status = open("/proc/self/status").read()
 result["peak_rss_mb"] = int(status.split("VmHWM:")[1].split()[0]) / 1024
 result["seconds"] = time.perf_counter() - start
-result["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
+result["device"] = describe_device()
 print("RESULT", json.dumps(result))
 """
 
@@ -171,7 +172,7 @@ def write_report(args: argparse.Namespace, report: dict, size_gb: float) -> None
     lines = ["# Training at MP16 scale\n",
              f"{args.rows:,} rows × {DIM} float16 features ({size_gb:.1f} GB on disk, synthetic with a location "
              f"signal), the real MP16 partitions ({' / '.join(f'{c:,}' for c in report['cells'])} cells), on "
-             f"{device} ({os.cpu_count()} cores). Each head: batches of {args.batch_size}, one epoch capped at "
+             f"{device}. Each head: batches of {args.batch_size}, one epoch capped at "
              f"{args.seconds:.0f} s; the RRM: "
              f"{args.rrm_steps} steps of 128 pairs. Each stage in its own process.\n",
              "| stage | samples/s | batches alone, rows/s | samples seen | peak RSS (MB) | seconds |",

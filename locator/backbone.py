@@ -12,6 +12,8 @@ from __future__ import annotations
 import copy
 import functools
 import importlib
+import os
+import platform
 import re
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
@@ -158,6 +160,28 @@ def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], what: str) ->
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def describe_device(device: torch.device | None = None) -> str:
+    """How benchmark results name their machine: the GPU's name (`NVIDIA H100 80GB HBM3`), or the CPU's model,
+    cores and precision (`CPU (AMD EPYC, 2 cores, float32)`): CPU figures and even accuracy rows differ between
+    CPUs with and without native bfloat16."""
+    device = device or default_device()
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    precision = "bfloat16" if cpu_has_native_bfloat16() else "float32"
+    return f"CPU ({cpu_model()}, {os.cpu_count()} cores, {precision})"
+
+
+def cpu_model() -> str:
+    """The CPU's model name, from /proc/cpuinfo where there is one."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown model"
 
 
 def default_batch_size(device: torch.device) -> int:
