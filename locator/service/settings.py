@@ -20,4 +20,5 @@ class ServiceSettings:
     max_photos: int = option(16, "most photos in one locate request (413 above)", minimum=1)
     timeout_s: float = option(60.0, "longest a request may take (504 after)", minimum=0.1)
     max_batch: int = option(32, "most photos of concurrent requests located together", minimum=1)
-    batch_wait_ms: float = option(5.0, "how long the first photo waits for others to join its batch", minimum=0)
+    batch_wait_ms: float = option(5.0, "under concurrent load, how long a batch's first photo waits for others to "
+                                        "join it (a lone request starts at once)", minimum=0)
