@@ -1,6 +1,7 @@
 """Micro-batching of concurrent locate requests: who waits, who is batched together, what each gets back."""
 
 import asyncio
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -104,3 +105,67 @@ def test_every_photo_is_answered_once_under_many_clients(wait_ms):
     sent = [photo for batch in recorder.batches for group in batch for photo in group]
     assert sorted(sent) == sorted(f"{c}-{k}" for c in range(8) for k in range(10))
     assert max(len(batch) for batch in recorder.batches) > 1  # concurrent clients did share batches
+    assert max(sum(len(g) for g in batch) for batch in recorder.batches) <= 6
+
+
+def test_requests_queued_together_wait_for_company_even_after_a_lone_one():
+    recorder = Recorder()
+
+    async def later(batcher, photo):
+        await asyncio.sleep(0.05)
+        return await batcher.submit([photo], LocateSettings())
+
+    async def scenario(batcher):
+        await batcher.submit(["lone"], LocateSettings())
+        return await asyncio.gather(batcher.submit(["a"], LocateSettings()), batcher.submit(["b"], LocateSettings()),
+                                    later(batcher, "c"))
+
+    _run(scenario, recorder, wait_ms=500)
+    assert recorder.batches == [[["lone"]], [["a"], ["b"], ["c"]]]
+
+
+def test_after_an_idle_spell_a_lone_request_starts_at_once_again():
+    recorder = Recorder()
+
+    async def scenario(batcher):
+        settings = LocateSettings()
+        await asyncio.gather(*(batcher.submit([f"w{k}"], settings) for k in range(3)))
+        await asyncio.sleep(0.7)  # longer than the wait: the load is over
+        first = asyncio.ensure_future(batcher.submit(["x"], settings))
+        await asyncio.sleep(0.05)
+        await batcher.submit(["y"], settings)
+        await first
+
+    _run(scenario, recorder, wait_ms=600)
+    assert recorder.batches[1:] == [[["x"]], [["y"]]]  # x did not wait 600 ms for y
+
+
+def test_a_request_never_joins_a_batch_it_would_overfill():
+    recorder = Recorder()
+
+    async def scenario(batcher):
+        return await asyncio.gather(*(batcher.submit([f"{k}a", f"{k}b", f"{k}c"], LocateSettings()) for k in range(3)))
+
+    answers = _run(scenario, recorder, max_batch=4)
+    assert answers == [[f"a{k}", f"b{k}", f"c{k}"] for k in range(3)]
+    assert [[len(g) for g in batch] for batch in recorder.batches] == [[3], [3], [3]]
+
+
+def test_closing_cancels_the_requests_still_waiting():
+    release = threading.Event()
+
+    def slow(groups):
+        release.wait(10)
+        return [[p for p in photos] for photos, _ in groups]
+
+    async def scenario(batcher):
+        running = asyncio.ensure_future(batcher.submit(["a"], LocateSettings()))
+        await asyncio.sleep(0.05)
+        queued = asyncio.ensure_future(batcher.submit(["b"], LocateSettings()))
+        await asyncio.sleep(0.05)
+        await batcher.close()
+        release.set()
+        return [await asyncio.gather(asyncio.wait_for(f, 3), return_exceptions=True) for f in (running, queued)]
+
+    outcomes = _run(scenario, slow, max_batch=1)
+    assert all(isinstance(o[0], asyncio.CancelledError) for o in outcomes)
