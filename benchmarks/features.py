@@ -122,8 +122,9 @@ def main() -> None:
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "features.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = ["# Feature cache on real photos\n",
-             f"{report['photos']:,} photos of `{args.photos}`, {report['backbone']}, on {report['device_name']} "
-             f"({report['torch_threads']} torch threads), {precision}. Decode, resize and backbone included.\n",
+             f"{report['photos']:,} photos of `{args.photos}`, {report['backbone']}, on {report['device_name']}, "
+             f"{report['torch_threads']} torch threads, computing in {precision}. Decode, resize and backbone "
+             "included.\n",
              "| | exact aspect | 32-px shape buckets |", "|---|---|---|",
              f"| distinct input shapes | {report['distinct_shapes']['exact']} | {report['distinct_shapes']['bucketed']} |",
              f"| photos/s | {report['photos_per_second']['exact']} | {report['photos_per_second']['bucketed']} |",

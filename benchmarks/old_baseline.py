@@ -6,6 +6,7 @@ code about twice as fast as one without), so this times the old code here, for a
 `features.py` and `locate.py`:
 - the old feature cache over the im2gps2k photos (exact aspect, equal shapes batched, 2 decode threads);
 - the old per-photo path at batch 1 on the first 128 held-out photos: decode, then the backbone.
+The old code runs on this environment's torch (2.14.1 here), not on whatever it was first measured with.
 
     git worktree add /tmp/geoloc-bf8eed5 bf8eed5
     python benchmarks/old_baseline.py --old /tmp/geoloc-bf8eed5 --val runs/im2gps2k/split/val.csv \
@@ -68,9 +69,12 @@ def main() -> None:
     from locator.backbone import describe_device
     commit = subprocess.run(["git", "-C", str(args.old), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, check=True).stdout.strip()
-    out = subprocess.run([sys.executable, "-c", OLD, str(args.manifest.resolve()), str(args.val.resolve())],
+    run = subprocess.run([sys.executable, "-c", OLD, str(args.manifest.resolve()), str(args.val.resolve())],
                          cwd=args.old, env={**os.environ, "PYTHONPATH": str(args.old.resolve())}, capture_output=True,
-                         text=True, check=True).stdout
+                         text=True)
+    if run.returncode:
+        raise SystemExit(f"the old code failed:\n{run.stderr[-3000:]}")
+    out = run.stdout
     report = {"commit": commit, "device": describe_device(),
               **json.loads(next(line for line in out.splitlines() if line.startswith("RESULT"))[len("RESULT "):])}
     args.results.mkdir(parents=True, exist_ok=True)

@@ -164,13 +164,13 @@ def default_device() -> torch.device:
 
 def describe_device(device: torch.device | None = None) -> str:
     """How benchmark results name their machine: the GPU's name (`NVIDIA H100 80GB HBM3`), or the CPU's model,
-    cores and precision (`CPU (AMD EPYC, 2 cores, float32)`): CPU figures and even accuracy rows differ between
-    CPUs with and without native bfloat16."""
+    cores and whether it runs bfloat16 natively (`CPU (AMD EPYC, 2 cores, no native bfloat16)`): CPU figures, and
+    even accuracy rows, differ between CPUs with and without it (the backbone's precision follows it)."""
     device = device or default_device()
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    precision = "bfloat16" if cpu_has_native_bfloat16() else "float32"
-    return f"CPU ({cpu_model()}, {os.cpu_count()} cores, {precision})"
+    native = "native bfloat16" if cpu_has_native_bfloat16() else "no native bfloat16"
+    return f"CPU ({cpu_model()}, {os.cpu_count()} cores, {native})"
 
 
 def cpu_model() -> str:

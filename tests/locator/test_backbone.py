@@ -155,10 +155,10 @@ def test_bundles_made_before_drafts_decode_in_full():
     assert Preprocessing.from_json(new.to_json()) == new and new.draft_to(4000, 3000) == (300, 224)
 
 
-def test_describe_device_names_the_cpu_its_cores_and_precision(monkeypatch):
+def test_describe_device_names_the_cpu_its_cores_and_bfloat16(monkeypatch):
     monkeypatch.setattr(backbone_module.os, "cpu_count", lambda: 7)
     monkeypatch.setattr(backbone_module, "cpu_model", lambda: "Some CPU")
-    for native, precision in ((True, "bfloat16"), (False, "float32")):
+    for native, said in ((True, "native bfloat16"), (False, "no native bfloat16")):
         monkeypatch.setattr(backbone_module, "cpu_has_native_bfloat16", lambda: native)
-        assert backbone_module.describe_device(torch.device("cpu")) == f"CPU (Some CPU, 7 cores, {precision})"
+        assert backbone_module.describe_device(torch.device("cpu")) == f"CPU (Some CPU, 7 cores, {said})"
     assert backbone_module.cpu_model()  # this machine's, from /proc/cpuinfo or platform
