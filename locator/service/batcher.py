@@ -34,9 +34,8 @@ class MicroBatcher:
         self.run, self.executor, self.max_batch, self.wait_s = run, executor, max_batch, wait_ms / 1000
         self.queue: asyncio.Queue[_Job] | None = None
         self.task: asyncio.Task | None = None
-        self.last_requests = 0  # requests in the last batch
         self.held: _Job | None = None  # taken from the queue, but too large for the batch it came to: starts the next
-        self.batch: list[_Job] = []  # the batch being gathered or run
+        self.batch: list[_Job] = []  # the batch being run, or the last one until the next is gathered
 
     async def submit(self, photos: list[bytes], settings: LocateSettings) -> list[Prediction]:
         if self.task is None:
@@ -50,7 +49,7 @@ class MicroBatcher:
         idle_since = time.monotonic()
         first, self.held = self.held or await self.queue.get(), None
         idle = time.monotonic() - idle_since > self.wait_s
-        alone = (self.last_requests <= 1 or idle) and self.queue.empty()
+        alone = (len(self.batch) <= 1 or idle) and self.queue.empty()  # self.batch: still the last one
         deadline = time.monotonic() + (0 if alone else self.wait_s)
         jobs, size = [first], len(first.photos)
         self.batch = jobs
@@ -77,7 +76,6 @@ class MicroBatcher:
         try:
             while True:
                 jobs = await self._next_batch()
-                self.last_requests = len(jobs)
                 try:
                     results = await loop.run_in_executor(self.executor, self.run,
                                                          [(j.photos, j.settings) for j in jobs])
