@@ -1,11 +1,8 @@
 """Fusing classification and retrieval (beyond the paper): candidates from both, scored from their evidence.
 
-For one photo, the neighbours found within the classifier's best cell, within its `cells` most probable cells
-and in the whole collection are pooled (each reference once) and clustered with DBSCAN (1 km), as SwC clusters
-its neighbours. Every cluster is a candidate location; when the search within the best cell found nothing, so is
-the classifier's own estimate (its best cell's centre, or the MvMF mean), as in SwC's fallback. Each candidate is
-described by its evidence (`FEATURES`): how many neighbours support it and how similar they are, how much of the
-classifier's probability lies near it, how much of the pooled neighbours' similarity lies near it.
+The candidates of a photo (clusters of the neighbours found within its best cell, within its most probable cells
+and in the whole collection, and maybe the classifier's own estimate) and their evidence come from
+locator.candidates, for a whole batch at once; this module chooses among them.
 
 A `FusionModel`, fitted by `geoloc-train fusion` on training photos held out by owner (never on an evaluation
 set), holds two models per distance threshold t:
@@ -21,7 +18,7 @@ km of the current choice, the one with the highest Σ of the rankers' shares ove
 (each scale's evidence decides the place at that scale: P(error < 200 km) cannot tell apart two places 150 km
 apart, P(error < 25 km) can). Its `confidence` is the scorer's P(error < 25 km), recalibrated on out-of-fold
 choices (isotonic), and its `radius_km` a median error predicted by a linear quantile regression. Everything is
-stored as JSON arrays and evaluated with numpy: no pickles.
+stored as JSON arrays and evaluated with numpy, for a batch at once: no pickles.
 
 One rule comes first: a reference at least `duplicate_sim` (0.99) similar to the photo is taken to be the same
 photo, and the candidate holding the most similar one is chosen. The held-out photos the model is fitted on are
@@ -34,182 +31,29 @@ photo came within 0.95 of a reference.
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from locator.aggregation import cluster_labels
-from locator.cells import Partition
-from locator.geo import EARTH_RADIUS_KM, group_means, haversine_km, latlon_to_xyz
+from locator.candidates import FEATURES
+from locator.geo import haversine_km
 
 THRESHOLDS_KM = (1.0, 25.0, 200.0, 750.0, 2500.0)
 CONFIDENCE_KM = 25.0
-MASS_RADII_KM = (25.0, 200.0, 750.0, 2500.0)
-_MASS_CHUNK = 16_384  # cosines computed at a time, by _mass_within
-BASELINES = ("swc", "retrieval", "classifier")
-FEATURES = ("log_size", "max_sim", "mean_sim", "sim_gap", "in_top_cell", "log_cell_p", "outside_cells",
-            *(f"cell_mass_{r:g}km" for r in MASS_RADII_KM), *(f"neighbour_share_{r:g}km" for r in MASS_RADII_KM),
-            *(f"log_km_to_{name}" for name in BASELINES), "is_cell_centre", "top_cell_p", "pool_max_sim")
-_MIN_P = 1e-6
 FORMAT = 3
 DUPLICATE_SIM = 0.99
 
 
-@dataclass(frozen=True)
-class Pool:
-    """The distinct neighbours of one photo from every search, most similar first."""
-
-    ids: np.ndarray
-    scores: np.ndarray
-    lat: np.ndarray
-    lon: np.ndarray
-
-    @classmethod
-    def merge(cls, *rows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> Pool:
-        """Pool (ids, scores, lat, lon) rows; ids < 0 are padding, a repeated id keeps its best score."""
-        ids, scores, lat, lon = (np.concatenate([np.asarray(r[i]) for r in rows]) for i in range(4))
-        valid = ids >= 0
-        ids, scores = ids[valid], scores[valid].astype(float)
-        lat, lon = lat[valid].astype(float), lon[valid].astype(float)
-        order = np.lexsort((ids, -scores))
-        _, first = np.unique(ids[order], return_index=True)
-        keep = order[np.sort(first)]
-        keep = keep[np.argsort(-scores[keep], kind="stable")]
-        return cls(ids[keep], scores[keep], lat[keep], lon[keep])
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-
-@dataclass(frozen=True)
-class Candidates:
-    """Candidate locations: one per cluster of the pool, then maybe the classifier's estimate (`members` empty)."""
-
-    lat: np.ndarray
-    lon: np.ndarray
-    members: list[np.ndarray]  # indices into the pool
-
-    def __len__(self) -> int:
-        return len(self.lat)
-
-    @property
-    def is_centre(self) -> np.ndarray:
-        return np.array([len(m) == 0 for m in self.members])
-
-
-Row = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # one photo's ids, scores, lat, lon
-
-
-def paper_estimate(row: Row, fallback: tuple[float, float], eps_km: float = 1.0) -> tuple[float, float]:
-    """The paper's estimate from one search's neighbours: the mean of the largest DBSCAN cluster (`fallback`
-    when the search found nothing)."""
-    from locator.aggregation import aggregate
-    valid = np.asarray(row[0]) >= 0
-    if not valid.any():
-        return fallback
-    result = aggregate("dbscan", np.asarray(row[2])[valid], np.asarray(row[3])[valid], np.asarray(row[1])[valid],
-                       eps_km=eps_km)
-    return result.lat, result.lon
-
-
-def baselines(within_best_cell: Row, global_row: Row, centre: tuple[float, float],
-              eps_km: float = 1.0) -> np.ndarray:
-    """(3, 2) lat, lon of the SwC, retrieval and classifier estimates (in BASELINES order)."""
-    return np.array([paper_estimate(within_best_cell, centre, eps_km), paper_estimate(global_row, centre, eps_km),
-                     centre], dtype=float)
-
-
-def make_candidates(pool: Pool, centre_lat: float, centre_lon: float, eps_km: float = 1.0,
-                    with_centre: bool = True) -> Candidates:
-    """The pool's DBSCAN clusters, then (if `with_centre`, or when the pool is empty) the classifier's estimate."""
-    lats, lons, members = np.zeros(0), np.zeros(0), []
-    if len(pool):
-        labels = cluster_labels(pool.lat, pool.lon, eps_km)
-        lats, lons = group_means(pool.lat, pool.lon, labels)
-        members = np.split(np.argsort(labels, kind="stable"), np.cumsum(np.bincount(labels))[:-1])
-    if with_centre or not members:
-        lats, lons = np.append(lats, float(centre_lat)), np.append(lons, float(centre_lon))
-        members.append(np.zeros(0, dtype=np.int64))
-    return Candidates(lats, lons, members)
-
-
-def found(row: Row) -> bool:
-    return bool((np.asarray(row[0]) >= 0).any())
-
-
-def _cosine_chunks(a_xyz: np.ndarray, b_xyz: np.ndarray) -> Iterator[np.ndarray]:
-    """The rows of the (a, b) dot products, in chunks of about 16 K values. Summed element by element rather than
-    by BLAS, whose rounding depends on the chunk's shape and on its thread count: the same photo gets the same
-    features in any batch, on any machine."""
-    rows = max(1, _MASS_CHUNK // max(len(b_xyz), 1))
-    x, y, z = np.ascontiguousarray(np.asarray(b_xyz, dtype=float).T)
-    for lo in range(0, len(a_xyz), rows):
-        a = a_xyz[lo:lo + rows]
-        yield a[:, 0, None] * x + a[:, 1, None] * y + a[:, 2, None] * z
-
-
-def _mass_within(a_xyz: np.ndarray, b_xyz: np.ndarray, weights: np.ndarray) -> list[np.ndarray]:
-    """For each of MASS_RADII_KM, the sum of the `weights` of the points b within that great-circle distance of
-    each point a. In chunks: with MP16's 12,893 fine cells, the (a, b) matrices of 30 candidates took megabytes
-    each, and allocating them cost more than the arithmetic."""
-    limits = [math.cos(r / EARTH_RADIUS_KM) for r in MASS_RADII_KM]
-    sums: list[list[np.ndarray]] = [[] for _ in limits]
-    for cosines in _cosine_chunks(a_xyz, b_xyz):
-        for k, limit in enumerate(limits):
-            sums[k].append(((cosines > limit) * weights[None, :]).sum(axis=1))
-    return [np.concatenate(parts) if parts else np.zeros(0, np.result_type(weights, bool)) for parts in sums]
-
-
-def candidate_features(candidates: Candidates, pool: Pool, probabilities: np.ndarray, fine: Partition,
-                       estimates: np.ndarray, centres_xyz: np.ndarray | None = None,
-                       cells: np.ndarray | None = None) -> np.ndarray:
-    """(candidates, len(FEATURES)) evidence matrix for one photo (`probabilities` over the fine cells,
-    `estimates` from `baselines`; `cells`, the candidates' fine cells, when a batch looked them up at once)."""
-    n = len(candidates)
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    centres_xyz = latlon_to_xyz(fine.lat, fine.lon) if centres_xyz is None else centres_xyz
-    top = int(np.argmax(probabilities))
-    cells = fine.lookup(candidates.lat, candidates.lon) if cells is None else cells
-    # A candidate outside every cell counts as the least probable cell, flagged by `outside_cells`: a sentinel far
-    # below the real values would let the linear scorers extrapolate (format 1 scored such candidates highly).
-    cell_p = np.where(cells >= 0, probabilities[np.clip(cells, 0, None)], probabilities.min())
-    pool_max = float(pool.scores.max()) if len(pool) else 0.0
-    size = np.array([len(m) for m in candidates.members], dtype=float)
-    max_sim, mean_sim = _member_similarity(candidates, pool.scores)
-    xyz = latlon_to_xyz(candidates.lat, candidates.lon)
-    mass = _mass_within(xyz, centres_xyz, probabilities)
-    weights = np.clip(pool.scores, 0.0, None)
-    if len(pool) and weights.sum() > 0:
-        share = [m / weights.sum() for m in _mass_within(xyz, latlon_to_xyz(pool.lat, pool.lon), weights)]
-    else:
-        share = [np.zeros(n) for _ in MASS_RADII_KM]
-    to_baselines = [np.log1p(haversine_km(candidates.lat, candidates.lon, b_lat, b_lon)) for b_lat, b_lon in estimates]
-    columns = [np.log1p(size), max_sim, mean_sim, max_sim - pool_max, (cells == top).astype(float),
-               np.log(np.maximum(cell_p, _MIN_P)), (cells < 0).astype(float), *mass, *share, *to_baselines,
-               candidates.is_centre.astype(float), np.full(n, probabilities[top]), np.full(n, pool_max)]
-    return np.stack(columns, axis=1)
-
-
-def _member_similarity(candidates: Candidates, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each candidate's best and mean neighbour similarity (0 for the classifier's estimate, which has none)."""
-    sizes = np.array([len(m) for m in candidates.members])
-    best, mean = np.zeros(len(candidates)), np.zeros(len(candidates))
-    held = sizes > 0
-    if held.any():
-        values = scores[np.concatenate(candidates.members)]
-        starts = (np.cumsum(sizes) - sizes)[held]
-        best[held] = np.maximum.reduceat(values, starts)
-        # ndarray.mean sums pairwise from 8 values on; a sequential reduceat would differ in the last bit
-        mean[held] = [values[a:a + n].mean() for a, n in zip(starts, sizes[held])]
-    return best, mean
+def _rowdot(x: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """x · coef along the last axis, element by element and summed per row: BLAS's rounding of a row would depend
+    on the rows around it (and a photo's choice on the batch it came in)."""
+    return (x * coef).sum(axis=-1)
 
 
 @dataclass(frozen=True)
 class Logistic:
-    """P(y = 1 | x) = σ(((x - mean) / scale) · coef + intercept)."""
+    """P(y = 1 | x) = σ(((x - mean) / scale) · coef + intercept), for rows of x."""
 
     mean: np.ndarray
     scale: np.ndarray
@@ -217,22 +61,25 @@ class Logistic:
     intercept: float
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        z = ((np.asarray(x, float) - self.mean) / self.scale) @ self.coef + self.intercept
+        z = _rowdot((np.asarray(x, float) - self.mean) / self.scale, self.coef) + self.intercept
         return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
 
 
 @dataclass(frozen=True)
 class Ranker:
-    """Shares of one photo's candidates: softmax over its rows of ((x - mean) / scale) · coef."""
+    """Shares of a photo's candidates: softmax over its rows of ((x - mean) / scale) · coef. With `valid`, x holds
+    one photo per row of candidates (photos, width, features), and padding gets no share."""
 
     mean: np.ndarray
     scale: np.ndarray
     coef: np.ndarray
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        z = ((np.asarray(x, float) - self.mean) / self.scale) @ self.coef
-        e = np.exp(z - z.max())
-        return e / e.sum()
+    def __call__(self, x: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+        z = _rowdot((np.asarray(x, float) - self.mean) / self.scale, self.coef)
+        if valid is not None:
+            z = np.where(valid, z, -np.inf)
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
 
 
 @dataclass(frozen=True)
@@ -256,7 +103,7 @@ class LinearQuantile:
     intercept: float
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return ((np.asarray(x, float) - self.mean) / self.scale) @ self.coef + self.intercept
+        return _rowdot((np.asarray(x, float) - self.mean) / self.scale, self.coef) + self.intercept
 
 
 @dataclass(frozen=True)
@@ -282,14 +129,22 @@ class FusionModel:
     duplicate_sim: float = DUPLICATE_SIM
 
     def choose(self, features: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> Choice:
-        """The chosen candidate (the same photo's, else two stages: see the module), its confidence and radius."""
-        probabilities = {t: scorer(features) for t, scorer in self.scorers.items()}
-        best, duplicate = choose_index(features, lat, lon, probabilities, self.rankers, self.refine_km,
-                                       self.duplicate_sim)
-        raw = {t: float(p[best]) for t, p in probabilities.items()}
-        confidence = float(np.clip(self.confidence(raw[CONFIDENCE_KM]), 0.0, 1.0))
-        radius = float(np.expm1(max(float(self.radius(radius_inputs(features[best:best + 1], confidence))[0]), 0.0)))
-        return Choice(best, raw, confidence, max(radius, 0.1), duplicate)
+        """One photo's choice among its candidates (rows of `features`)."""
+        return self.choose_batch(features[None], lat[None], lon[None], np.ones((1, len(lat)), bool))[0]
+
+    def choose_batch(self, features: np.ndarray, lat: np.ndarray, lon: np.ndarray, valid: np.ndarray) -> list[Choice]:
+        """Each photo's chosen candidate (the same photo's, else two stages: see the module), its confidence and
+        radius; (photos, width) candidates, `valid` marking them."""
+        probabilities = {t: np.where(valid, scorer(features), 0.0) for t, scorer in self.scorers.items()}
+        best, duplicate = choose_indices(features, lat, lon, valid, probabilities, self.rankers, self.refine_km,
+                                         self.duplicate_sim)
+        rows = np.arange(len(best))
+        raw = {t: p[rows, best] for t, p in probabilities.items()}
+        confidence = np.clip(self.confidence(raw[CONFIDENCE_KM]), 0.0, 1.0)
+        log_radius = self.radius(radius_inputs(features[rows, best], confidence))
+        radius = np.maximum(np.expm1(np.maximum(log_radius, 0.0)), 0.1)
+        return [Choice(int(best[j]), {t: float(p[j]) for t, p in raw.items()}, float(confidence[j]),
+                       float(radius[j]), bool(duplicate[j])) for j in rows]
 
     def to_json(self) -> dict:
         def arrays(obj: Any) -> dict:
@@ -319,30 +174,43 @@ class FusionModel:
         return json.dumps(self.to_json(), indent=1, sort_keys=True)
 
 
-def choose_index(features: np.ndarray, lat: np.ndarray, lon: np.ndarray, probabilities: dict[float, np.ndarray],
-                 rankers: dict[float, Ranker], refine_km: float, duplicate_sim: float) -> tuple[int, bool]:
-    """The chosen candidate, and whether it holds the same photo: the candidate holding the most similar reference
-    when one is at least `duplicate_sim` similar, else `select` by the scorers' `probabilities` and the rankers'
-    shares."""
-    similarity = features[:, FEATURES.index("max_sim")]
-    if (similarity >= duplicate_sim).any():
-        return int(np.argmax(similarity)), True
-    return select(probabilities, lat, lon, refine_km, {t: ranker(features) for t, ranker in rankers.items()}), False
+def choose_indices(features: np.ndarray, lat: np.ndarray, lon: np.ndarray, valid: np.ndarray,
+                   probabilities: dict[float, np.ndarray], rankers: dict[float, Ranker], refine_km: float,
+                   duplicate_sim: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per photo (a row of candidates), the chosen candidate and whether it holds the same photo: the candidate
+    holding the most similar reference when one is at least `duplicate_sim` similar, else `select_rows` by the
+    scorers' `probabilities` and the rankers' shares."""
+    similarity = np.where(valid, features[..., FEATURES.index("max_sim")], -np.inf)
+    duplicate = (similarity >= duplicate_sim).any(axis=1)
+    shares = {t: ranker(features, valid) for t, ranker in rankers.items()}
+    chosen = select_rows(probabilities, lat, lon, valid, refine_km, shares)
+    return np.where(duplicate, np.argmax(similarity, axis=1), chosen), duplicate
 
 
 def select(probabilities: dict[float, np.ndarray], lat: np.ndarray, lon: np.ndarray, refine_km: float,
            shares: dict[float, np.ndarray] | None = None) -> int:
-    """Index of the chosen candidate, coarse to fine: the best region by Σ_t P_t; then, for each threshold T from
-    `refine_km` down, the best place within T km of the current choice by the Σ of the `shares` (default: P_t) of
-    the thresholds t below T."""
+    """`select_rows` for one photo's candidates."""
+    def row(values: dict[float, np.ndarray] | None) -> dict[float, np.ndarray] | None:
+        return None if values is None else {t: np.asarray(v)[None] for t, v in values.items()}
+    valid = np.ones((1, len(lat)), bool)
+    return int(select_rows(row(probabilities), np.asarray(lat)[None], np.asarray(lon)[None], valid, refine_km,
+                           row(shares))[0])
+
+
+def select_rows(probabilities: dict[float, np.ndarray], lat: np.ndarray, lon: np.ndarray, valid: np.ndarray,
+                refine_km: float, shares: dict[float, np.ndarray] | None = None) -> np.ndarray:
+    """Per photo, the index of the chosen candidate, coarse to fine: the best region by Σ_t P_t; then, for each
+    threshold T from `refine_km` down, the best place within T km of the current choice by the Σ of the `shares`
+    (default: P_t) of the thresholds t below T. Arrays are (photos, width); `valid` marks the candidates."""
     shares = shares or probabilities
-    chosen = int(np.argmax(np.sum(list(probabilities.values()), axis=0)))
+    rows = np.arange(len(valid))
+    chosen = np.argmax(np.where(valid, np.sum(list(probabilities.values()), axis=0), -np.inf), axis=1)
     for scale in sorted((t for t in probabilities if t <= refine_km), reverse=True):
         finer = [p for t, p in shares.items() if t < scale]
         if not finer:
             break
-        near = haversine_km(lat[chosen], lon[chosen], lat, lon) < scale
-        chosen = int(np.argmax(np.where(near, np.sum(finer, axis=0), -np.inf)))
+        near = valid & (haversine_km(lat[rows, chosen][:, None], lon[rows, chosen][:, None], lat, lon) < scale)
+        chosen = np.argmax(np.where(near, np.sum(finer, axis=0), -np.inf), axis=1)
     return chosen
 
 

@@ -71,19 +71,8 @@ def spherical_mean(lat: ArrayLike, lon: ArrayLike, weights: ArrayLike | None = N
         raise ValueError("spherical_mean of no points")
     w = np.ones(len(xyz)) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
     total = (xyz * w[:, None]).sum(axis=0)
-    norm = np.linalg.norm(total)
+    norm = np.sqrt((total * total).sum())  # as locator.candidates' cluster means, bit for bit
     if norm < 1e-12 * max(np.abs(w).sum(), 1e-300):
         raise ValueError("spherical_mean is undefined: the points balance out on the sphere")
     mean_lat, mean_lon = xyz_to_latlon(total / norm)
     return float(mean_lat), float(mean_lon)
-
-
-def group_means(lat: ArrayLike, lon: ArrayLike, groups: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    """`spherical_mean` of each group at once: (lat, lon) arrays indexed by the labels 0..max(groups). For the
-    clusters of a query's neighbours (1 km wide), where no group can balance out; an empty label gives nan."""
-    labels = np.asarray(groups, dtype=np.int64).ravel()
-    totals = np.zeros((labels.max() + 1 if len(labels) else 0, 3))
-    np.add.at(totals, labels, latlon_to_xyz(lat, lon).reshape(-1, 3))  # in index order, as spherical_mean sums
-    norms = np.array([np.linalg.norm(t) for t in totals]).reshape(-1, 1)  # a row's norm, bit for bit the same too
-    with np.errstate(invalid="ignore"):
-        return xyz_to_latlon(totals / norms)

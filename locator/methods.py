@@ -5,7 +5,7 @@
 - `retrieval`: global nearest neighbours in the store, no cell filter;
 - `raw`: global nearest neighbours on raw backbone features from a feature cache (the paper's ablation);
 - `fused` (the default): candidates from SwC over the best cells and from global retrieval, and the classifier's
-  own estimate, scored from their evidence by the bundle's fusion model (locator.fusion).
+  own estimate (locator.candidates), scored from their evidence by the bundle's fusion model (locator.fusion).
 
 Every method fills the predictions of the readable photos of a batch that the encoder has classified.
 """
@@ -19,29 +19,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from locator.aggregation import AGGREGATIONS
+from locator.candidates import FEATURES, Evidence, gather_evidence
 from locator.errors import BundleError, SettingsError, StoreError
 from locator.estimator import cell_radius_km, estimate
-from locator.fusion import (
-    FEATURES,
-    Candidates,
-    Choice,
-    Pool,
-    Row,
-    baselines,
-    candidate_features,
-    found,
-    make_candidates,
-)
-from locator.geo import haversine_km, latlon_to_xyz
+from locator.fusion import Choice
+from locator.geo import haversine_km
 from locator.heads import HEADS
 from locator.predictions import Neighbour, Prediction
 from locator.registry import Registry
 from locator.retrieval import ExactRaw, GlobalSearch, Retriever, WithinCell
 from locator.settings import option
-from locator.store import Hits
 
 if TYPE_CHECKING:
-    from locator.cells import Partition
     from locator.bundle import Bundle
     from locator.exact_index import ExactIndex
     from locator.heads.base import HeadPrediction
@@ -134,52 +123,36 @@ def fused(sources: Sources, batch: Batch, settings: LocateSettings, evidence: bo
     fine = sources.bundle.partitions[-1]
     searches = [WithinCell(store, 1), WithinCell(store, model.cells), GlobalSearch(store)]
     hits = [s.search(batch.features, batch.embeddings, batch.probabilities, settings.k) for s in searches]
-    pools = [Pool.merge(*(_row(h, j) for h in hits)) for j in range(len(batch.predictions))]
-    payloads = sources.store.payloads([int(i) for pool in pools for i in pool.ids]) if evidence else {}
-    centres = latlon_to_xyz(fine.lat, fine.lon)
-    heads = [(float(batch.head.lat[j]), float(batch.head.lon[j])) for j in range(len(pools))]
-    candidates = [make_candidates(pool, *centre, model.eps_km, with_centre=not found(_row(hits[0], j)))
-                  for j, (pool, centre) in enumerate(zip(pools, heads))]
-    cells = _batch_lookup(fine, candidates)  # one S2 lookup for the batch: per photo, its overhead dominated
+    found = gather_evidence(*hits, np.asarray(batch.head.lat, float), np.asarray(batch.head.lon, float),
+                            batch.probabilities, fine, model.eps_km)
+    candidates = found.candidates
+    choices = model.choose_batch(found.features, candidates.lat, candidates.lon, candidates.valid)
+    pooled = found.pools.ids[found.pools.valid]
+    payloads = sources.store.payloads([int(i) for i in pooled]) if evidence else {}
     for j, p in enumerate(batch.predictions):
-        estimates = baselines(_row(hits[0], j), _row(hits[2], j), heads[j], model.eps_km)
-        features = candidate_features(candidates[j], pools[j], batch.probabilities[j], fine, estimates, centres,
-                                      cells[j])
-        choice = model.choose(features, candidates[j].lat, candidates[j].lon)
-        fill_fused(p, pools[j], candidates[j], features, choice, payloads)
+        fill_fused(p, found, j, choices[j], payloads)
         p.cells_searched = [fine.tokens[c] for c in hits[1].cells[j]]
 
 
-def _batch_lookup(fine: Partition, candidates: list[Candidates]) -> list[np.ndarray]:
-    """Each photo's candidates' fine cells."""
-    if not candidates:
-        return []
-    cells = fine.lookup(np.concatenate([c.lat for c in candidates]), np.concatenate([c.lon for c in candidates]))
-    return np.split(cells, np.cumsum([len(c) for c in candidates])[:-1])
-
-
-def _row(hits: Hits, j: int) -> Row:
-    return hits.ids[j], hits.scores[j], hits.lat[j], hits.lon[j]
-
-
-def fill_fused(p: Prediction, pool: Pool, candidates: Candidates, features: np.ndarray, choice: Choice,
-               payloads: dict[int, dict]) -> None:
-    p.lat, p.lon = float(candidates.lat[choice.index]), float(candidates.lon[choice.index])
+def fill_fused(p: Prediction, found: Evidence, j: int, choice: Choice, payloads: dict[int, dict]) -> None:
+    """Photo j's prediction from its chosen candidate; the neighbours that support it are listed first."""
+    c, features = choice.index, found.features[j, choice.index]
+    p.lat, p.lon = float(found.candidates.lat[j, c]), float(found.candidates.lon[j, c])
     p.confidence, p.radius_km = choice.confidence, choice.radius_km
-    members = candidates.members[choice.index]
+    members = found.candidates.members(j, c)
     p.cluster_size = len(members)
     if choice.duplicate:
-        p.note = f"the same photo as a reference (similarity {features[choice.index, FEATURES.index('max_sim')]:.4f})"
+        p.note = f"the same photo as a reference (similarity {features[FEATURES.index('max_sim')]:.4f})"
     elif not len(members):
         p.note = "the classifier's estimate: no retrieved cluster was more convincing"
-    elif features[choice.index, FEATURES.index("in_top_cell")]:
+    elif features[FEATURES.index("in_top_cell")]:
         p.note = "a retrieved cluster inside the classifier's most probable cell"
     else:
         p.note = "a retrieved cluster outside the classifier's most probable cell"
-    distances = haversine_km(p.lat, p.lon, pool.lat, pool.lon)
-    order = np.concatenate([members, np.setdiff1d(np.arange(len(pool)), members)])
-    p.neighbours = neighbours(pool.ids[order], pool.scores[order], pool.lat[order], pool.lon[order],
-                              distances[order], payloads)
+    ids, scores, lat, lon = found.pools.row(j)
+    distances = haversine_km(p.lat, p.lon, lat, lon)
+    order = np.concatenate([members, np.setdiff1d(np.arange(len(ids)), members)])
+    p.neighbours = neighbours(ids[order], scores[order], lat[order], lon[order], distances[order], payloads)
 
 
 def locate_by_retrieval(sources: Sources, batch: Batch, retriever: Retriever, settings: LocateSettings,

@@ -23,16 +23,16 @@ from locator.bundle import Bundle
 from locator.encoder import PhotoEncoder
 from locator.errors import DataError
 from locator.feature_cache import group_ids
-from locator.fusion import (BASELINES, CONFIDENCE_KM, FEATURES, THRESHOLDS_KM, FusionModel, LinearQuantile, Logistic,
-                            Monotone, Pool, Ranker, baselines, candidate_features, choose_index, found,
-                            make_candidates, radius_inputs)
-from locator.geo import haversine_km, latlon_to_xyz
+from locator.candidates import BASELINES, FEATURES, gather_evidence
+from locator.fusion import (CONFIDENCE_KM, THRESHOLDS_KM, FusionModel, LinearQuantile, Logistic, Monotone, Ranker,
+                            choose_indices, radius_inputs)
+from locator.geo import haversine_km
 from locator.heads import Head
 from locator.metrics import THRESHOLDS_KM as EVALUATION_THRESHOLDS_KM
 from locator.metrics import reliability, threshold_label
 from locator.rrm import embed
 from locator.settings import from_mapping
-from locator.store import VectorStore
+from locator.store import Hits, VectorStore
 from training.batches import TrainingRows
 from training.conditional_logit import fit_conditional_logit, informative_groups
 from training.heads import resolve_device, train_head
@@ -219,28 +219,16 @@ def _calibrate_chunk(head: Head, index: ReferenceIndex, features: np.ndarray, la
     prediction = head.predict(x)
     ranked = np.argsort(-probabilities, axis=1, kind="stable")
     queries = embed(rrm, features)
-    searches = [index.search(queries, [r[:1] for r in ranked], settings.k),
-                index.search(queries, [r[:settings.cells] for r in ranked], settings.k),
-                index.search(queries, None, settings.k)]
-    centres = latlon_to_xyz(fine.lat, fine.lon)
-    rows, errors, sizes, query, c_lat, c_lon = [], [], [], [], [], []
-    paper: dict[str, list[float]] = {name: [] for name in BASELINES}
-    for j in range(len(features)):
-        row = [(s[0][j], s[1][j], s[2][j], s[3][j]) for s in searches]
-        pool = Pool.merge(*row)
-        centre = (float(prediction.lat[j]), float(prediction.lon[j]))
-        candidates = make_candidates(pool, *centre, with_centre=not found(row[0]))
-        estimates = baselines(row[0], row[2], centre)
-        rows.append(candidate_features(candidates, pool, probabilities[j], fine, estimates, centres))
-        errors.append(haversine_km(lat[j], lon[j], candidates.lat, candidates.lon))
-        sizes.append(len(candidates))
-        c_lat.append(candidates.lat)
-        c_lon.append(candidates.lon)
-        query += [j] * len(candidates)
-        for name, error in zip(BASELINES, haversine_km(lat[j], lon[j], estimates[:, 0], estimates[:, 1])):
-            paper[name].append(float(error))
-    return (np.concatenate(rows), np.concatenate(errors), sizes, np.array(query),
-            {k: np.array(v) for k, v in paper.items()}, np.concatenate(c_lat), np.concatenate(c_lon))
+    searches = [Hits(*index.search(queries, allowed, settings.k))
+                for allowed in ([r[:1] for r in ranked], [r[:settings.cells] for r in ranked], None)]
+    found = gather_evidence(*searches, np.asarray(prediction.lat, float), np.asarray(prediction.lon, float),
+                            probabilities, fine)
+    photo, slot = np.nonzero(found.candidates.valid)
+    c_lat, c_lon = found.candidates.lat[photo, slot], found.candidates.lon[photo, slot]
+    paper = {name: haversine_km(lat, lon, found.estimates[:, b, 0], found.estimates[:, b, 1])
+             for b, name in enumerate(BASELINES)}
+    return (found.features[photo, slot], haversine_km(lat[photo], lon[photo], c_lat, c_lon),
+            found.candidates.valid.sum(axis=1).tolist(), photo, paper, c_lat, c_lon)
 
 
 def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -293,14 +281,26 @@ def out_of_fold_choices(data: CalibrationSet, settings: FusionSettings) -> Choic
         in_train = np.isin(data.query, train)
         scorers = fit_scorers(data.features[in_train], data.errors_km[in_train], settings.c)
         rankers = fit_rankers(data.features[in_train], data.errors_km[in_train], data.query[in_train], settings.c)
-        for q in test:
-            candidates = np.flatnonzero(data.query == q)
-            x = data.features[candidates]
-            probabilities = {t: s(x) for t, s in scorers.items()}
-            best, _ = choose_index(x, data.lat[candidates], data.lon[candidates], probabilities, rankers,
-                                   settings.refine_km, settings.duplicate_sim)
-            rows[q], p_conf[q] = candidates[best], probabilities[CONFIDENCE_KM][best]
+        slots = _slots(data.query, test, 3 * settings.k + 1)  # each photo's candidate rows, padded as at locate time
+        valid = slots >= 0
+        x, lat, lon = (a[np.clip(slots, 0, None)] for a in (data.features, data.lat, data.lon))
+        probabilities = {t: np.where(valid, s(x), 0.0) for t, s in scorers.items()}
+        best, _ = choose_indices(x, lat, lon, valid, probabilities, rankers, settings.refine_km,
+                                 settings.duplicate_sim)
+        picked = np.arange(len(test))
+        rows[test], p_conf[test] = slots[picked, best], probabilities[CONFIDENCE_KM][picked, best]
     return Choices(rows, p_conf, data.errors_km[rows])
+
+
+def _slots(query: np.ndarray, photos: np.ndarray, width: int) -> np.ndarray:
+    """(photos, width) indices of each photo's candidate rows (`query` holds each row's photo, in order), -1 where
+    padded."""
+    first = np.searchsorted(query, photos, side="left")
+    count = np.searchsorted(query, photos, side="right") - first
+    if len(count) and count.max() > width:
+        raise ValueError(f"a photo has {count.max()} candidates, more than the {width} its searches can give")
+    position = np.arange(width)
+    return np.where(position < count[:, None], first[:, None] + position, -1)
 
 
 def fit_confidence(choices: Choices) -> Monotone:

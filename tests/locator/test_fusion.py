@@ -1,19 +1,17 @@
-"""The fused method: its pieces against independent oracles, and its choices in constructed cases."""
+"""The fused method's model: its choices in constructed cases (its candidates: test_candidates.py)."""
 
 import dataclasses
-import math
 import shutil
 
 import numpy as np
 import pytest
-from sklearn.cluster import DBSCAN
 
 from locator.api import Locator
 from locator.bundle import Bundle
+from locator.candidates import FEATURES
 from locator.datasets import read_manifest
 from locator.encoder import PhotoEncoder
-from locator.fusion import (FEATURES, MASS_RADII_KM, FusionModel, Pool, Ranker, baselines, candidate_features,
-                            make_candidates, select)
+from locator.fusion import FusionModel, Ranker, select
 from locator.geo import haversine_km
 from locator.store import PhotoPoint, cell_field, open_store, point_id, token_field
 from tests.locator.located_world import build
@@ -26,56 +24,6 @@ from training.settings import FusionSettings
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     return build(tmp_path_factory.mktemp("fusion"))
-
-
-def test_pool_keeps_each_reference_once_with_its_best_score():
-    a = (np.array([5, 7, -1]), np.array([0.9, 0.5, np.nan]), np.array([1.0, 2.0, np.nan]), np.array([1.0, 2.0, np.nan]))
-    b = (np.array([7, 9]), np.array([0.8, 0.1]), np.array([2.0, 3.0]), np.array([2.0, 3.0]))
-    pool = Pool.merge(a, b)
-    assert pool.ids.tolist() == [5, 7, 9] and pool.scores.tolist() == [0.9, 0.8, 0.1]
-
-
-def test_candidates_are_dbscan_clusters_plus_the_classifier_estimate():
-    rng = np.random.default_rng(0)
-    centres = np.array([[48.85, 2.35], [48.86, 2.36], [40.7, -74.0]])
-    pick = rng.integers(0, 3, 25)
-    lat, lon = centres[pick, 0] + rng.normal(0, 0.002, 25), centres[pick, 1] + rng.normal(0, 0.002, 25)
-    pool = Pool(np.arange(25), np.sort(rng.uniform(0, 1, 25))[::-1], lat, lon)
-    candidates = make_candidates(pool, 10.0, 20.0)
-    labels = DBSCAN(eps=1 / 6371.0, min_samples=1, metric="haversine").fit(np.radians(np.c_[lat, lon])).labels_
-    ours = sorted(tuple(sorted(m.tolist())) for m in candidates.members[:-1])
-    theirs = sorted(tuple(np.flatnonzero(labels == label).tolist()) for label in set(labels))
-    assert ours == theirs
-    assert (candidates.lat[-1], candidates.lon[-1]) == (10.0, 20.0) and candidates.is_centre.tolist()[-1]
-
-
-def test_features_match_brute_force_sums(world):
-    fine = Bundle.load(world["bundle_dir"]).partitions[-1]
-    rng = np.random.default_rng(1)
-    pool = Pool(np.arange(8), np.sort(rng.uniform(0.1, 0.9, 8))[::-1], rng.uniform(-60, 60, 8), rng.uniform(-170, 170, 8))
-    candidates = make_candidates(pool, 0.0, 0.0)
-    probabilities = rng.dirichlet(np.ones(len(fine)))
-    estimates = baselines((pool.ids, pool.scores, pool.lat, pool.lon), (pool.ids, pool.scores, pool.lat, pool.lon),
-                          (0.0, 0.0))
-    x = candidate_features(candidates, pool, probabilities, fine, estimates)
-    for c in range(len(candidates)):
-        to_cells = [haversine_km(candidates.lat[c], candidates.lon[c], fine.lat[i], fine.lon[i]) for i in range(len(fine))]
-        to_pool = [haversine_km(candidates.lat[c], candidates.lon[c], pool.lat[i], pool.lon[i]) for i in range(8)]
-        for r in MASS_RADII_KM:
-            mass = sum(p for p, d in zip(probabilities, to_cells) if d < r)
-            share = sum(s for s, d in zip(pool.scores, to_pool) if d < r) / pool.scores.sum()
-            assert x[c, FEATURES.index(f"cell_mass_{r:g}km")] == pytest.approx(mass, abs=1e-9)
-            assert x[c, FEATURES.index(f"neighbour_share_{r:g}km")] == pytest.approx(share, abs=1e-9)
-        members = candidates.members[c]
-        assert x[c, FEATURES.index("max_sim")] == (pool.scores[members].max() if len(members) else 0.0)
-        expected_gap = math.log1p(haversine_km(candidates.lat[c], candidates.lon[c], 0.0, 0.0))
-        assert x[c, FEATURES.index("log_km_to_classifier")] == pytest.approx(expected_gap)
-        cell = fine.lookup(np.array([candidates.lat[c]]), np.array([candidates.lon[c]]))[0]
-        # Outside every cell: flagged, and as probable as the least probable cell (no far-off sentinel value).
-        assert x[c, FEATURES.index("outside_cells")] == float(cell < 0)
-        expected_p = probabilities[cell] if cell >= 0 else probabilities.min()
-        assert x[c, FEATURES.index("log_cell_p")] == pytest.approx(math.log(max(expected_p, 1e-6)))
-    assert (x[:, FEATURES.index("outside_cells")] == 1).any() and (x[:, FEATURES.index("outside_cells")] == 0).any()
 
 
 def test_the_choice_takes_the_region_then_the_most_precise_place_in_it():
@@ -126,6 +74,24 @@ def test_model_survives_its_json(world):
     x = np.random.default_rng(2).normal(size=(6, len(FEATURES)))
     lat, lon = np.linspace(-50, 50, 6), np.linspace(-100, 100, 6)
     assert model.choose(x, lat, lon) == again.choose(x, lat, lon)
+
+
+def test_a_batch_of_photos_gets_each_photos_own_choice_bit_for_bit(world):
+    model = Bundle.load(world["bundle_dir"]).fusion
+    rng = np.random.default_rng(8)
+    photos, width = 12, 9
+    x = model.scorers[25.0].mean + rng.normal(size=(photos, width, len(FEATURES))) * model.scorers[25.0].scale
+    x[3, 2, FEATURES.index("max_sim")] = 0.995  # photo 3 holds a copy of itself
+    lat, lon = rng.uniform(40, 50, (photos, width)), rng.uniform(0, 10, (photos, width))
+    count = rng.integers(1, width + 1, photos)
+    valid = np.arange(width)[None, :] < count[:, None]
+    together = model.choose_batch(np.where(valid[..., None], x, 0.0), lat, lon, valid)
+    for j in range(photos):
+        alone = model.choose(x[j, :count[j]], lat[j, :count[j]], lon[j, :count[j]])
+        assert together[j].index == alone.index < count[j]
+        assert (together[j].confidence, together[j].radius_km) == (alone.confidence, alone.radius_km)
+    assert together[3].duplicate and together[3].index == 2
+    assert len({c.index for c in together}) > 1
 
 
 def _constructed_store(world, tmp_path, points):
@@ -240,41 +206,3 @@ def test_a_stored_photo_is_located_where_it_was_stored(world):
     for r, p in zip(stored, predictions):
         assert p.ok and p.note.startswith("the same photo as a reference")
         assert haversine_km(p.lat, p.lon, r.lat, r.lon) < 1.0
-
-
-def test_candidates_equal_per_cluster_means_and_similarities_bit_for_bit(world):
-    from locator.aggregation import cluster_labels
-    from locator.geo import spherical_mean
-    fine = Bundle.load(world["bundle_dir"]).partitions[-1]
-    rng = np.random.default_rng(5)
-    for _ in range(300):
-        n = int(rng.integers(1, 31))
-        places = rng.uniform([-60, -180], [60, 180], (int(rng.integers(1, 5)), 2))
-        at = places[rng.integers(0, len(places), n)]  # a few places, so that clusters of up to 30 photos form
-        lat, lon = at[:, 0] + rng.normal(0, 0.003, n), at[:, 1] + rng.normal(0, 0.003, n)
-        pool = Pool(np.arange(n), np.sort(rng.uniform(0, 1, n))[::-1], lat, lon)
-        candidates = make_candidates(pool, 0.0, 0.0)
-        x = candidate_features(candidates, pool, rng.dirichlet(np.ones(len(fine))), fine, np.zeros((3, 2)))
-        labels = cluster_labels(lat, lon, 1.0)
-        for label in range(labels.max() + 1):  # the per-cluster loops these replaced, as the oracle
-            inside = np.flatnonzero(labels == label)
-            assert (candidates.lat[label], candidates.lon[label]) == spherical_mean(lat[inside], lon[inside])
-            assert x[label, FEATURES.index("max_sim")] == pool.scores[inside].max()
-            assert x[label, FEATURES.index("mean_sim")] == pool.scores[inside].mean()
-
-
-@pytest.mark.parametrize("candidates", [1, 2, 3, 31])
-def test_mass_features_see_the_whole_matrix_bit_for_bit_at_mp16_size(candidates):
-    # 16,500 cells, as many as MP16's finer partitions: the cosines are computed in chunks of rows, and every
-    # chunk's values must be those of the whole computation (so that a photo's features do not depend on it).
-    from locator.fusion import _cosine_chunks, _mass_within
-    from locator.geo import EARTH_RADIUS_KM, latlon_to_xyz
-    rng = np.random.default_rng(candidates)
-    cells = latlon_to_xyz(rng.uniform(-60, 70, 16_500), rng.uniform(-180, 180, 16_500))
-    points = latlon_to_xyz(rng.uniform(-60, 70, candidates), rng.uniform(-180, 180, candidates))
-    weights = rng.dirichlet(np.ones(16_500))
-    whole = sum(points[:, None, k] * cells[None, :, k] for k in range(3))  # the same sums, unchunked
-    assert np.array_equal(np.concatenate(list(_cosine_chunks(points, cells))), whole)
-    assert np.allclose(whole, points @ cells.T, rtol=0, atol=1e-15)
-    for r, got in zip(MASS_RADII_KM, _mass_within(points, cells, weights)):
-        assert np.array_equal(got, ((whole > math.cos(r / EARTH_RADIUS_KM)) * weights[None, :]).sum(axis=1))

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics.pairwise import haversine_distances
 
-from locator.geo import (CoordinateError, group_means, haversine_km, latlon_to_xyz, spherical_mean, validate_latlon,
+from locator.geo import (CoordinateError, haversine_km, latlon_to_xyz, spherical_mean, validate_latlon,
                          xyz_to_latlon)
 
 
@@ -95,16 +95,3 @@ def test_valid_latlon_marks_exactly_the_pairs_on_the_globe():
     lon = [0.0, 180.0, -180.0, 0.0, 0.0, 180.01, float("nan"), 0.0]
     expected = [abs(a) <= 90 and abs(b) <= 180 for a, b in zip(lat, lon)]  # NaN and inf compare False
     assert valid_latlon(lat, lon).tolist() == expected
-
-
-def test_group_means_equal_each_groups_spherical_mean_and_leave_empty_labels_nan():
-    rng = np.random.default_rng(7)
-    lat, lon = rng.normal(45, 0.01, 40), rng.normal(179.995, 0.01, 40)  # across the dateline
-    lon = np.where(lon > 180, lon - 360, lon)
-    groups = rng.choice([0, 1, 3], 40)  # label 2 holds no point
-    means_lat, means_lon = group_means(lat, lon, groups)
-    for g in (0, 1, 3):
-        assert (means_lat[g], means_lon[g]) == pytest.approx(spherical_mean(lat[groups == g], lon[groups == g]),
-                                                             abs=1e-9)
-    assert np.isnan(means_lat[2]) and np.isnan(means_lon[2])
-    assert len(group_means([], [], [])[0]) == 0
