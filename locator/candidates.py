@@ -126,9 +126,24 @@ def _square_until_stable(lat: np.ndarray, lon: np.ndarray, valid: np.ndarray, ep
     return np.where(valid, np.take_along_axis(number, first, axis=1), -1)
 
 
-def _cluster_means(lat: np.ndarray, lon: np.ndarray, labels: np.ndarray, width: int) -> tuple[np.ndarray, ...]:
-    """(rows, width) spherical means and sizes of each row's labelled clusters (nan where a label is empty). Unit
-    vectors are summed in index order, as `spherical_mean` sums them, so each mean is that function's, bit for bit."""
+@dataclass(frozen=True)
+class Clusters:
+    """Each row's DBSCAN clusters: every point's label (-1 where padded), and per label its spherical mean and size
+    ((rows, width) arrays; nan and 0 where a label is unused)."""
+
+    labels: np.ndarray
+    lat: np.ndarray
+    lon: np.ndarray
+    size: np.ndarray
+
+    def rows(self, part: slice) -> Clusters:
+        return Clusters(self.labels[part], self.lat[part], self.lon[part], self.size[part])
+
+
+def clusters_of(lat: np.ndarray, lon: np.ndarray, valid: np.ndarray, eps_km: float, width: int) -> Clusters:
+    """The clusters of each row's valid points, with `width` labels per row. Unit vectors are summed in index
+    order, as `spherical_mean` sums them, so each mean is that function's, bit for bit."""
+    labels = cluster_rows(lat, lon, valid, eps_km)
     held = labels >= 0
     slot = (np.arange(len(labels))[:, None] * width + labels)[held]
     totals = np.zeros((len(labels) * width, 3))
@@ -137,7 +152,7 @@ def _cluster_means(lat: np.ndarray, lon: np.ndarray, labels: np.ndarray, width: 
     with np.errstate(invalid="ignore"):
         mean_lat, mean_lon = xyz_to_latlon(totals / norms)
     size = np.bincount(slot, minlength=len(totals))
-    return mean_lat.reshape(-1, width), mean_lon.reshape(-1, width), size.reshape(-1, width)
+    return Clusters(labels, mean_lat.reshape(-1, width), mean_lon.reshape(-1, width), size.reshape(-1, width))
 
 
 @dataclass(frozen=True)
@@ -162,11 +177,12 @@ class Candidates:
 
 
 def make_candidates(pools: Pools, centre_lat: np.ndarray, centre_lon: np.ndarray, eps_km: float = 1.0,
-                    with_centre: np.ndarray | bool = True) -> Candidates:
-    """Each pool's DBSCAN clusters, then the classifier's estimate where `with_centre` (or where a pool is empty)."""
+                    with_centre: np.ndarray | bool = True, found: Clusters | None = None) -> Candidates:
+    """Each pool's DBSCAN clusters (`found`, when already computed), then the classifier's estimate where
+    `with_centre` (or where a pool is empty)."""
     rows, width = len(pools.ids), pools.ids.shape[1] + 1
-    labels = cluster_rows(pools.lat, pools.lon, pools.valid, eps_km)
-    lat, lon, size = _cluster_means(pools.lat, pools.lon, labels, width)
+    found = found or clusters_of(pools.lat, pools.lon, pools.valid, eps_km, width)
+    labels, lat, lon, size = found.labels, found.lat.copy(), found.lon.copy(), found.size
     clusters = labels.max(axis=1, initial=-1) + 1
     valid = np.arange(width)[None, :] < clusters[:, None]
     centred = np.flatnonzero(np.broadcast_to(with_centre, (rows,)) | (clusters == 0))
@@ -178,31 +194,36 @@ def make_candidates(pools: Pools, centre_lat: np.ndarray, centre_lon: np.ndarray
 
 
 def paper_estimates(neighbours: Neighbours, fallback_lat: np.ndarray, fallback_lon: np.ndarray,
-                    eps_km: float = 1.0) -> np.ndarray:
+                    eps_km: float = 1.0, found: Clusters | None = None) -> np.ndarray:
     """(photos, 2) lat, lon of the paper's estimate from one search's neighbours: the spherical mean of the largest
     DBSCAN cluster, a tie going to the cluster holding the most similar neighbour (`locator.aggregation.dbscan`);
-    the fallback where the search found nothing."""
+    the fallback where the search found nothing. `found`: the neighbours' clusters, when already computed."""
     valid = neighbours.ids >= 0
-    lat, lon = (np.where(valid, np.asarray(a, float), 0.0) for a in (neighbours.lat, neighbours.lon))
-    labels = cluster_rows(lat, lon, valid, eps_km)
-    mean_lat, mean_lon, size = _cluster_means(lat, lon, labels, labels.shape[1])
+    found = found or clusters_of(*_places(neighbours), valid, eps_km, valid.shape[1])
+    labels, mean_lat, mean_lon, size = found.labels[:, :valid.shape[1]], found.lat, found.lon, found.size
     tied = size == size.max(axis=1, keepdims=True)
     in_tied = valid & np.take_along_axis(tied, np.clip(labels, 0, None), axis=1)
     best = np.argmax(np.where(in_tied, np.asarray(neighbours.scores, float), -np.inf), axis=1)
     winner = labels[np.arange(len(labels)), best]
-    found = valid.any(axis=1)
+    searched = valid.any(axis=1)
     pick = np.clip(winner, 0, None)[:, None]
-    out_lat = np.where(found, np.take_along_axis(mean_lat, pick, axis=1)[:, 0], fallback_lat)
-    out_lon = np.where(found, np.take_along_axis(mean_lon, pick, axis=1)[:, 0], fallback_lon)
+    out_lat = np.where(searched, np.take_along_axis(mean_lat, pick, axis=1)[:, 0], fallback_lat)
+    out_lon = np.where(searched, np.take_along_axis(mean_lon, pick, axis=1)[:, 0], fallback_lon)
     return np.stack([out_lat, out_lon], axis=1)
 
 
+def _places(neighbours: Neighbours) -> tuple[np.ndarray, np.ndarray]:
+    valid = neighbours.ids >= 0
+    return tuple(np.where(valid, np.asarray(a, float), 0.0) for a in (neighbours.lat, neighbours.lon))
+
+
 def baselines(within_best_cell: Neighbours, everywhere: Neighbours, centre_lat: np.ndarray, centre_lon: np.ndarray,
-              eps_km: float = 1.0) -> np.ndarray:
+              eps_km: float = 1.0, found: tuple[Clusters, Clusters] | None = None) -> np.ndarray:
     """(photos, 3, 2) lat, lon of the SwC, retrieval and classifier estimates (in BASELINES order)."""
     centre = np.stack([np.asarray(centre_lat, float), np.asarray(centre_lon, float)], axis=1)
-    return np.stack([paper_estimates(within_best_cell, centre[:, 0], centre[:, 1], eps_km),
-                     paper_estimates(everywhere, centre[:, 0], centre[:, 1], eps_km), centre], axis=1)
+    found = found or (None, None)
+    return np.stack([paper_estimates(within_best_cell, centre[:, 0], centre[:, 1], eps_km, found[0]),
+                     paper_estimates(everywhere, centre[:, 0], centre[:, 1], eps_km, found[1]), centre], axis=1)
 
 
 def _cosine_chunks(a_xyz: np.ndarray, b_xyz: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
@@ -313,12 +334,29 @@ def gather_evidence(within_best_cell: Neighbours, within_cells: Neighbours, ever
         part = slice(lo, lo + step)
         searched = [_rows(s, part) for s in searches]
         pools = Pools.merge(searched)
+        found = _clusters_together(pools, searched[0], searched[2], eps_km=eps_km)
         candidates = make_candidates(pools, centre_lat[part], centre_lon[part], eps_km,
-                                     with_centre=~(searched[0].ids >= 0).any(axis=1))
-        estimates = baselines(searched[0], searched[2], centre_lat[part], centre_lon[part], eps_km)
+                                     ~(searched[0].ids >= 0).any(axis=1), found[0])
+        estimates = baselines(searched[0], searched[2], centre_lat[part], centre_lon[part], eps_km, found[1:])
         features = candidate_features(candidates, pools, probabilities[part], fine, estimates, centres_xyz)
         parts.append(Evidence(pools, candidates, features, estimates))
     return parts[0] if len(parts) == 1 else _concatenate(parts)
+
+
+def _clusters_together(pools: Pools, *searches: Neighbours, eps_km: float = 1.0) -> list[Clusters]:
+    """The clusters of the pools and of each search, computed in one go (a photo's rows are independent: padding
+    them to the pools' width changes no label, mean or size)."""
+    width = pools.ids.shape[1]
+    lat, lon, valid = [pools.lat], [pools.lon], [pools.valid]
+    for s in searches:
+        pad = ((0, 0), (0, width - s.ids.shape[1]))
+        s_lat, s_lon = _places(s)
+        lat.append(np.pad(s_lat, pad))
+        lon.append(np.pad(s_lon, pad))
+        valid.append(np.pad(s.ids >= 0, pad))
+    together = clusters_of(np.concatenate(lat), np.concatenate(lon), np.concatenate(valid), eps_km, width + 1)
+    rows = len(pools.ids)
+    return [together.rows(slice(i * rows, (i + 1) * rows)) for i in range(1 + len(searches))]
 
 
 @dataclass(frozen=True)

@@ -45,10 +45,12 @@ FORMAT = 3
 DUPLICATE_SIM = 0.99
 
 
-def _rowdot(x: np.ndarray, coef: np.ndarray) -> np.ndarray:
-    """x · coef along the last axis, element by element and summed per row: BLAS's rounding of a row would depend
-    on the rows around it (and a photo's choice on the batch it came in)."""
-    return (x * coef).sum(axis=-1)
+def _linear_terms(x: np.ndarray, models: list) -> np.ndarray:
+    """(..., models) ((x - mean) / scale) · coef of each linear model, at once and as one by one: products summed
+    row by row, not by BLAS, whose rounding of a row would depend on the rows around it (and a photo's choice on
+    the batch it came in)."""
+    mean, scale, coef = (np.stack([getattr(m, name) for m in models]) for name in ("mean", "scale", "coef"))
+    return ((np.asarray(x, float)[..., None, :] - mean) / scale * coef).sum(axis=-1)
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,11 @@ class Logistic:
     intercept: float
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        z = _rowdot((np.asarray(x, float) - self.mean) / self.scale, self.coef) + self.intercept
+        return self.probability(_linear_terms(x, [self])[..., 0])
+
+    def probability(self, z: np.ndarray) -> np.ndarray:
+        """From z = ((x - mean) / scale) · coef."""
+        z = z + self.intercept
         return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
 
 
@@ -75,7 +81,11 @@ class Ranker:
     coef: np.ndarray
 
     def __call__(self, x: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-        z = _rowdot((np.asarray(x, float) - self.mean) / self.scale, self.coef)
+        return self.shares(_linear_terms(x, [self])[..., 0], valid)
+
+    @staticmethod
+    def shares(z: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+        """From z = ((x - mean) / scale) · coef."""
         if valid is not None:
             z = np.where(valid, z, -np.inf)
         e = np.exp(z - z.max(axis=-1, keepdims=True))
@@ -103,7 +113,7 @@ class LinearQuantile:
     intercept: float
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return _rowdot((np.asarray(x, float) - self.mean) / self.scale, self.coef) + self.intercept
+        return _linear_terms(x, [self])[..., 0] + self.intercept
 
 
 @dataclass(frozen=True)
@@ -135,8 +145,12 @@ class FusionModel:
     def choose_batch(self, features: np.ndarray, lat: np.ndarray, lon: np.ndarray, valid: np.ndarray) -> list[Choice]:
         """Each photo's chosen candidate (the same photo's, else two stages: see the module), its confidence and
         radius; (photos, width) candidates, `valid` marking them."""
-        probabilities = {t: np.where(valid, scorer(features), 0.0) for t, scorer in self.scorers.items()}
-        best, duplicate = choose_indices(features, lat, lon, valid, probabilities, self.rankers, self.refine_km,
+        models = [*self.scorers.values(), *self.rankers.values()]
+        z = _linear_terms(features, models) if models else np.zeros((*valid.shape, 0))
+        probabilities = {t: np.where(valid, scorer.probability(z[..., i]), 0.0)
+                         for i, (t, scorer) in enumerate(self.scorers.items())}
+        shares = {t: Ranker.shares(z[..., len(self.scorers) + i], valid) for i, t in enumerate(self.rankers)}
+        best, duplicate = choose_indices(features, lat, lon, valid, probabilities, shares, self.refine_km,
                                          self.duplicate_sim)
         rows = np.arange(len(best))
         raw = {t: p[rows, best] for t, p in probabilities.items()}
@@ -175,14 +189,13 @@ class FusionModel:
 
 
 def choose_indices(features: np.ndarray, lat: np.ndarray, lon: np.ndarray, valid: np.ndarray,
-                   probabilities: dict[float, np.ndarray], rankers: dict[float, Ranker], refine_km: float,
+                   probabilities: dict[float, np.ndarray], shares: dict[float, np.ndarray], refine_km: float,
                    duplicate_sim: float) -> tuple[np.ndarray, np.ndarray]:
     """Per photo (a row of candidates), the chosen candidate and whether it holds the same photo: the candidate
     holding the most similar reference when one is at least `duplicate_sim` similar, else `select_rows` by the
-    scorers' `probabilities` and the rankers' shares."""
+    scorers' `probabilities` and the rankers' `shares`."""
     similarity = np.where(valid, features[..., FEATURES.index("max_sim")], -np.inf)
     duplicate = (similarity >= duplicate_sim).any(axis=1)
-    shares = {t: ranker(features, valid) for t, ranker in rankers.items()}
     chosen = select_rows(probabilities, lat, lon, valid, refine_km, shares)
     return np.where(duplicate, np.argmax(similarity, axis=1), chosen), duplicate
 

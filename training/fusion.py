@@ -285,8 +285,8 @@ def out_of_fold_choices(data: CalibrationSet, settings: FusionSettings) -> Choic
         valid = slots >= 0
         x, lat, lon = (a[np.clip(slots, 0, None)] for a in (data.features, data.lat, data.lon))
         probabilities = {t: np.where(valid, s(x), 0.0) for t, s in scorers.items()}
-        best, _ = choose_indices(x, lat, lon, valid, probabilities, rankers, settings.refine_km,
-                                 settings.duplicate_sim)
+        shares = {t: ranker(x, valid) for t, ranker in rankers.items()}
+        best, _ = choose_indices(x, lat, lon, valid, probabilities, shares, settings.refine_km, settings.duplicate_sim)
         picked = np.arange(len(test))
         rows[test], p_conf[test] = slots[picked, best], probabilities[CONFIDENCE_KM][picked, best]
     return Choices(rows, p_conf, data.errors_km[rows])
