@@ -11,7 +11,8 @@ similarity lies near it, and how far it lies from the paper's estimates (`BASELI
 Arrays are padded to widths that K alone fixes (a pool holds at most 3K references, a photo has at most 3K + 1
 candidates), never the batch: every sum runs over the same values in the same order whichever photos share the
 batch, so a photo gets the same evidence, bit for bit, alone or batched with any others (the service batches
-concurrent requests). Photo by photo, the same work cost about 2 ms in numpy calls' overhead alone.
+concurrent requests). Computed photo by photo, the same work took 3-4 ms a photo on a 2-core CPU, mostly in numpy's
+overhead per call; for a batch of 64, 1.2-1.6 ms with the store's queries.
 """
 
 from __future__ import annotations
