@@ -18,7 +18,9 @@ when a token is set. CORS is off unless an origin is given.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
@@ -36,8 +38,15 @@ from locator.web_assets import STATIC, VENDOR
 
 
 def create_app(collection: ServedCollection, settings: ServiceSettings) -> FastAPI:
-    app = FastAPI(title="geoloc", docs_url="/docs", redoc_url=None)
     batcher = MicroBatcher(collection.locate_groups, collection.worker, settings.max_batch, settings.batch_wait_ms)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await batcher.close()  # at shutdown: its loop stops, and no request is left waiting for a batch
+
+    app = FastAPI(title="geoloc", docs_url="/docs", redoc_url=None, lifespan=lifespan)
+    app.state.batcher = batcher
     metrics = Metrics()
     fine = collection.locator.bundle.partitions[-1]
     max_bytes = int(settings.max_upload_mb * 2 ** 20)

@@ -1,5 +1,6 @@
 """`geoloc serve`: the API against the app, its limits, and a browser test of the page in headless Chromium."""
 
+import asyncio
 import io
 import shutil
 from collections import Counter
@@ -14,6 +15,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from locator.api import Locator
+from locator.methods import LocateSettings
 from locator.service.app import create_app
 from locator.service.collection import ServedCollection
 from locator.service.settings import ServiceSettings
@@ -71,6 +73,21 @@ def test_health_locate_and_evidence(world, tmp_path):
         metrics = client.get("/metrics").text
         assert 'geoloc_requests_total{route="/v1/locate",status="200"}' in metrics
         assert "geoloc_request_seconds_bucket" in metrics and "geoloc_points" in metrics
+    locator.close()
+
+
+def test_the_service_stops_its_batching_loop_when_it_shuts_down(world, tmp_path):
+    client, locator = _client(world, tmp_path)
+    app, photo = client.app, open(world["queries"][0].image, "rb").read()
+    batcher = app.state.batcher
+
+    async def locate_once_then_shut_down() -> bool:
+        async with app.router.lifespan_context(app):
+            (prediction,) = await batcher.submit([photo], LocateSettings())
+            assert prediction.ok and not batcher.task.done()  # the loop waits for the next request
+        return batcher.task.done()
+
+    assert asyncio.run(locate_once_then_shut_down())
     locator.close()
 
 
