@@ -102,9 +102,8 @@ def cluster_rows(lat: np.ndarray, lon: np.ndarray, valid: np.ndarray, eps_km: fl
     rows, width = lat.shape
     labels = np.full((rows, width), -1, np.int64)
     if width > _SQUARING_MAX:
-        for j in range(rows):
-            n = int(valid[j].sum())
-            labels[j, :n] = cluster_labels(lat[j, :n], lon[j, :n], eps_km)
+        for j in np.flatnonzero(valid.any(axis=1)):
+            labels[j, valid[j]] = cluster_labels(lat[j, valid[j]], lon[j, valid[j]], eps_km)
         return labels
     step = max(1, _PAIRS_CHUNK // max(width * width, 1))
     for lo in range(0, rows, step):
@@ -331,7 +330,7 @@ def gather_evidence(within_best_cell: Neighbours, within_cells: Neighbours, ever
     width = sum(s.ids.shape[1] for s in searches)
     step = max(1, _PAIRS_CHUNK // (width * (width + 1)))
     parts = []
-    for lo in range(0, len(centre_lat), step):
+    for lo in range(0, max(len(centre_lat), 1), step):  # no photo: one empty part, of the right widths
         part = slice(lo, lo + step)
         searched = [_rows(s, part) for s in searches]
         pools = Pools.merge(searched)

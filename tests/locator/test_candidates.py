@@ -152,10 +152,11 @@ def test_features_match_brute_force_sums(fine):
     assert any(outside) and not all(outside)
 
 
-def test_a_photo_gets_the_same_evidence_bit_for_bit_alone_or_in_any_batch(fine):
+@pytest.mark.parametrize("k", [10, 50])  # pools of 150 are clustered by scipy, row by row
+def test_a_photo_gets_the_same_evidence_bit_for_bit_alone_or_in_any_batch(fine, k):
     rng = np.random.default_rng(6)
     photos = 40
-    searches = _searches(rng, photos)
+    searches = _searches(rng, photos, k)
     centre_lat, centre_lon = rng.uniform(-50, 50, photos), rng.uniform(-100, 100, photos)
     probabilities = rng.dirichlet(np.ones(len(fine)), photos)
     together = gather_evidence(*searches, centre_lat, centre_lon, probabilities, fine)
@@ -171,6 +172,13 @@ def test_a_photo_gets_the_same_evidence_bit_for_bit_alone_or_in_any_batch(fine):
                               for s in searches), centre_lat[shuffled], centre_lon[shuffled], probabilities[shuffled],
                             fine)
     assert np.array_equal(again.features, together.features[shuffled])
+    assert together.features.shape == (photos, 3 * k + 1, len(FEATURES))
+
+
+def test_a_batch_of_no_photos_has_no_evidence(fine):
+    none = Hits(*(np.zeros((0, 10)) for _ in range(4)))
+    found = gather_evidence(none, none, none, np.zeros(0), np.zeros(0), np.zeros((0, len(fine))), fine)
+    assert found.features.shape == (0, 31, len(FEATURES)) and found.estimates.shape == (0, 3, 2)
 
 
 @pytest.mark.parametrize("candidates", [1, 2, 3, 31])
