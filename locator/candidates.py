@@ -269,8 +269,8 @@ def _neighbour_share(xyz: np.ndarray, photo: np.ndarray, pools: Pools) -> list[n
     that distance of each candidate; summed over the pool's whole padded width, so that no batch changes it."""
     weights = np.where(pools.valid, np.clip(pools.scores, 0.0, None), 0.0)
     total = weights.sum(axis=1)
-    pool_xyz = latlon_to_xyz(pools.lat, pools.lon)[photo]
-    cosines = sum(xyz[:, k, None] * pool_xyz[:, :, k] for k in range(3))
+    pool_xyz = latlon_to_xyz(pools.lat, pools.lon)
+    cosines = sum(xyz[:, k, None] * pool_xyz[:, :, k][photo] for k in range(3))  # gathered a component at a time
     w, norm = weights[photo], total[photo]
     shares = []
     for r in MASS_RADII_KM:

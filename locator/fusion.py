@@ -43,6 +43,7 @@ THRESHOLDS_KM = (1.0, 25.0, 200.0, 750.0, 2500.0)
 CONFIDENCE_KM = 25.0
 FORMAT = 3
 DUPLICATE_SIM = 0.99
+_CHOICE_VALUES = 1 << 22  # photos are chosen for in groups of about this many (candidate, model, feature) values
 
 
 def _linear_terms(x: np.ndarray, models: list) -> np.ndarray:
@@ -144,7 +145,15 @@ class FusionModel:
 
     def choose_batch(self, features: np.ndarray, lat: np.ndarray, lon: np.ndarray, valid: np.ndarray) -> list[Choice]:
         """Each photo's chosen candidate (the same photo's, else two stages: see the module), its confidence and
-        radius; (photos, width) candidates, `valid` marking them."""
+        radius; (photos, width) candidates, `valid` marking them (each photo has at least one)."""
+        if not valid.any(axis=1).all():
+            raise ValueError("every photo needs a candidate (at least the classifier's estimate)")
+        models = len(self.scorers) + len(self.rankers)
+        step = max(1, _CHOICE_VALUES // (valid.shape[1] * len(FEATURES) * max(models, 1)))
+        return [choice for lo in range(0, len(valid), step)
+                for choice in self._choose_rows(*(a[lo:lo + step] for a in (features, lat, lon, valid)))]
+
+    def _choose_rows(self, features: np.ndarray, lat: np.ndarray, lon: np.ndarray, valid: np.ndarray) -> list[Choice]:
         models = [*self.scorers.values(), *self.rankers.values()]
         z = _linear_terms(features, models) if models else np.zeros((*valid.shape, 0))
         probabilities = {t: np.where(valid, scorer.probability(z[..., i]), 0.0)

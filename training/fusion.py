@@ -297,8 +297,8 @@ def _slots(query: np.ndarray, photos: np.ndarray, width: int) -> np.ndarray:
     padded."""
     first = np.searchsorted(query, photos, side="left")
     count = np.searchsorted(query, photos, side="right") - first
-    if len(count) and count.max() > width:
-        raise ValueError(f"a photo has {count.max()} candidates, more than the {width} its searches can give")
+    if len(count) and (count.max() > width or count.min() == 0):
+        raise ValueError(f"photos have {count.min()}-{count.max()} candidates; their searches give 1 to {width}")
     position = np.arange(width)
     return np.where(position < count[:, None], first[:, None] + position, -1)
 

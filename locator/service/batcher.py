@@ -96,7 +96,9 @@ class MicroBatcher:
             raise
 
     async def close(self) -> None:
+        """Stop the loop, cancelling every request still waiting; a later request starts a new loop."""
         if self.task is not None:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
+        self.task, self.queue, self.held, self.batch = None, None, None, []

@@ -84,8 +84,9 @@ def test_the_service_stops_its_batching_loop_when_it_shuts_down(world, tmp_path)
     async def locate_once_then_shut_down() -> bool:
         async with app.router.lifespan_context(app):
             (prediction,) = await batcher.submit([photo], LocateSettings())
-            assert prediction.ok and not batcher.task.done()  # the loop waits for the next request
-        return batcher.task.done()
+            loop = batcher.task
+            assert prediction.ok and not loop.done()  # the loop waits for the next request
+        return loop.done()
 
     assert asyncio.run(locate_once_then_shut_down())
     locator.close()

@@ -169,3 +169,15 @@ def test_closing_cancels_the_requests_still_waiting():
 
     outcomes = _run(scenario, slow, max_batch=1)
     assert all(isinstance(o[0], asyncio.CancelledError) for o in outcomes)
+
+
+def test_a_request_after_closing_starts_a_new_loop():
+    recorder = Recorder()
+
+    async def scenario(batcher):
+        first = await batcher.submit(["ab"], LocateSettings())
+        await batcher.close()
+        return first, await asyncio.wait_for(batcher.submit(["cd"], LocateSettings()), 10)
+
+    assert _run(scenario, recorder) == (["ba"], ["dc"])
+    assert recorder.batches == [[["ab"]], [["cd"]]]
