@@ -35,25 +35,52 @@ class Aggregate:
         return int(self.members.sum())
 
 
+_SQUARING_MAX = 128  # rows wider than this are clustered by scipy, one by one
+_SQUARING_VALUES = 1 << 21  # reachability values squared at a time
+
+
 def cluster_labels(lat: np.ndarray, lon: np.ndarray, eps_km: float = 1.0) -> np.ndarray:
-    """DBSCAN labels 0..n_clusters-1 (haversine, `eps_km`, min_samples 1: every point belongs to a cluster).
+    """DBSCAN labels 0..n_clusters-1 (haversine, `eps_km`, min_samples 1: every point belongs to a cluster)."""
+    lat, lon = np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
+    return cluster_rows(lat[None], lon[None], np.ones((1, len(lat)), bool), eps_km)[0]
+
+
+def cluster_rows(lat: np.ndarray, lon: np.ndarray, valid: np.ndarray, eps_km: float = 1.0) -> np.ndarray:
+    """`cluster_labels` of each row's valid points at once; -1 where a row is padded.
 
     With min_samples 1, DBSCAN's clusters are the connected components of the graph of points closer than eps,
     numbered in order of their first point: computed so directly (sklearn's DBSCAN costs ~1 ms a call in set-up
-    alone, and tests compare against it). For the K of a query, squaring the reachability matrix until it stops
-    growing takes a few microseconds; larger sets go to scipy."""
-    near = haversine_km(lat[:, None], lon[:, None], lat[None, :], lon[None, :]) <= eps_km
-    if len(lat) > 128:
+    alone, and tests compare against it). For the K of a query, the reachability matrices of all rows are squared
+    together until none grows (0/1 sums, exact in float32): a few microseconds a row; wider rows go to scipy."""
+    rows, width = lat.shape
+    labels = np.full((rows, width), -1, np.int64)
+    if width > _SQUARING_MAX:
         from scipy.sparse.csgraph import connected_components
-        return connected_components(near, directed=False)[1]
-    reach = near.astype(np.float32)
+        for j in np.flatnonzero(valid.any(axis=1)):
+            keep = valid[j]
+            a, b = lat[j][keep], lon[j][keep]
+            near = haversine_km(a[:, None], b[:, None], a[None, :], b[None, :]) <= eps_km
+            labels[j, keep] = connected_components(near, directed=False)[1]
+        return labels
+    step = max(1, _SQUARING_VALUES // max(width * width, 1))
+    for lo in range(0, rows if width else 0, step):
+        part = slice(lo, lo + step)
+        labels[part] = _square_until_stable(lat[part], lon[part], valid[part], eps_km)
+    return labels
+
+
+def _square_until_stable(lat: np.ndarray, lon: np.ndarray, valid: np.ndarray, eps_km: float) -> np.ndarray:
+    near = haversine_km(lat[:, :, None], lon[:, :, None], lat[:, None, :], lon[:, None, :]) <= eps_km
+    reach = (near & valid[:, :, None] & valid[:, None, :]).astype(np.float32)
     while True:
-        grown = (reach @ reach > 0).astype(np.float32)
+        grown = (np.matmul(reach, reach) > 0).astype(np.float32)
         if np.array_equal(grown, reach):
             break
         reach = grown
-    first_member = reach.argmax(axis=1)
-    return np.unique(first_member, return_inverse=True)[1].reshape(-1)
+    first = reach.argmax(axis=2)  # each point's component's first point
+    roots = (first == np.arange(lat.shape[1])) & valid
+    number = np.cumsum(roots, axis=1) - 1
+    return np.where(valid, np.take_along_axis(number, first, axis=1), -1)
 
 
 @AGGREGATIONS.register("dbscan")

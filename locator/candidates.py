@@ -24,7 +24,7 @@ from typing import Protocol
 
 import numpy as np
 
-from locator.aggregation import cluster_labels
+from locator.aggregation import cluster_rows
 from locator.cells import Partition
 from locator.geo import EARTH_RADIUS_KM, haversine_km, latlon_to_xyz, xyz_to_latlon
 
@@ -36,7 +36,6 @@ FEATURES = ("log_size", "max_sim", "mean_sim", "sim_gap", "in_top_cell", "log_ce
 _MIN_P = 1e-6
 _MASS_CHUNK = 16_384  # cosines computed at a time, by _mass_within
 _PAIRS_CHUNK = 1 << 21  # photos are processed in groups of at most this many (candidate, reference) pairs
-_SQUARING_MAX = 128  # larger pools are clustered by scipy, photo by photo
 
 
 class Neighbours(Protocol):
@@ -91,39 +90,6 @@ def merge_row(*rows: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> t
     _, first = np.unique(ids[order], return_index=True)
     keep = order[np.sort(first)]
     return ids[keep], scores[keep], lat[keep], lon[keep]
-
-
-def cluster_rows(lat: np.ndarray, lon: np.ndarray, valid: np.ndarray, eps_km: float = 1.0) -> np.ndarray:
-    """DBSCAN labels (haversine, `eps_km`, min_samples 1) of each row's valid points, numbered 0.. in order of
-    each cluster's first point as `cluster_labels` numbers them; -1 where a row is padded.
-
-    The clusters are the connected components of the graph of points closer than eps: the reachability matrices
-    of all rows are squared together until none grows (0/1 sums, exact in float32)."""
-    rows, width = lat.shape
-    labels = np.full((rows, width), -1, np.int64)
-    if width > _SQUARING_MAX:
-        for j in np.flatnonzero(valid.any(axis=1)):
-            labels[j, valid[j]] = cluster_labels(lat[j, valid[j]], lon[j, valid[j]], eps_km)
-        return labels
-    step = max(1, _PAIRS_CHUNK // max(width * width, 1))
-    for lo in range(0, rows, step):
-        part = slice(lo, lo + step)
-        labels[part] = _square_until_stable(lat[part], lon[part], valid[part], eps_km)
-    return labels
-
-
-def _square_until_stable(lat: np.ndarray, lon: np.ndarray, valid: np.ndarray, eps_km: float) -> np.ndarray:
-    near = haversine_km(lat[:, :, None], lon[:, :, None], lat[:, None, :], lon[:, None, :]) <= eps_km
-    reach = (near & valid[:, :, None] & valid[:, None, :]).astype(np.float32)
-    while True:
-        grown = (np.matmul(reach, reach) > 0).astype(np.float32)
-        if np.array_equal(grown, reach):
-            break
-        reach = grown
-    first = reach.argmax(axis=2)  # each point's component's first point
-    roots = (first == np.arange(lat.shape[1])) & valid
-    number = np.cumsum(roots, axis=1) - 1
-    return np.where(valid, np.take_along_axis(number, first, axis=1), -1)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.cluster import DBSCAN
 
-from locator.aggregation import aggregate, cluster_labels
+from locator.aggregation import aggregate, cluster_labels, cluster_rows
 from locator.errors import SettingsError
 from locator.geo import haversine_km, latlon_to_xyz, xyz_to_latlon
 
@@ -43,6 +43,26 @@ def test_cluster_labels_equal_sklearn_dbscan_labels_with_chains(n):
     lat, lon = lat[order], lon[order]
     expected = DBSCAN(eps=1.0 / 6371.0, min_samples=1, metric="haversine").fit(np.radians(np.c_[lat, lon])).labels_
     assert np.array_equal(cluster_labels(lat, lon), expected)
+
+
+@pytest.mark.parametrize("points", [25, 200])  # squared reachability matrices; scipy beyond 128 points
+def test_clusters_are_sklearns_dbscan_row_by_row(points):
+    rng = np.random.default_rng(points)
+    photos = 6
+    centres = rng.uniform([-60, -180], [60, 180], (photos, 3, 2))
+    pick = rng.integers(0, 3, (photos, points))
+    at = centres[np.arange(photos)[:, None], pick]
+    lat, lon = at[..., 0] + rng.normal(0, 0.004, pick.shape), at[..., 1] + rng.normal(0, 0.004, pick.shape)
+    lat[:, 0], lon[:, 0] = 10.0, 179.9995  # a cluster across the dateline
+    lat[:, 1], lon[:, 1] = 10.0, -179.9995
+    valid = np.arange(points)[None, :] < rng.integers(1, points + 1, (photos, 1))
+    labels = cluster_rows(lat, lon, valid, 1.0)
+    for j in range(photos):
+        n = int(valid[j].sum())
+        theirs = DBSCAN(eps=1 / 6371.0, min_samples=1, metric="haversine").fit(
+            np.radians(np.c_[lat[j, :n], lon[j, :n]])).labels_
+        assert labels[j, :n].tolist() == theirs.tolist()  # sklearn numbers clusters by their first point too
+        assert (labels[j, n:] == -1).all()
 
 
 def test_dbscan_tie_goes_to_the_most_similar_photo():

@@ -9,8 +9,8 @@ from sklearn.cluster import DBSCAN
 
 from locator.aggregation import aggregate
 from locator.bundle import Bundle
-from locator.candidates import (FEATURES, MASS_RADII_KM, Pools, baselines, candidate_features, cluster_rows,
-                                gather_evidence, make_candidates, paper_estimates)
+from locator.candidates import (FEATURES, MASS_RADII_KM, Pools, baselines, candidate_features, gather_evidence,
+                                make_candidates, paper_estimates)
 from locator.geo import EARTH_RADIUS_KM, haversine_km, latlon_to_xyz, spherical_mean
 from locator.store import Hits
 from tests.locator.located_world import build
@@ -51,26 +51,6 @@ def test_a_pool_keeps_each_reference_once_with_its_best_score():
     assert pools.ids.shape == (1, 5)
     assert pools.ids[0].tolist() == [5, 7, 9, -1, -1] and pools.scores[0, :3].tolist() == [0.9, 0.8, 0.1]
     assert [r.tolist() for r in pools.row(0)[:2]] == [[5, 7, 9], [0.9, 0.8, 0.1]]
-
-
-@pytest.mark.parametrize("points", [25, 200])  # squared reachability matrices; scipy beyond 128 points
-def test_clusters_are_sklearns_dbscan_row_by_row(points):
-    rng = np.random.default_rng(points)
-    photos = 6
-    centres = rng.uniform([-60, -180], [60, 180], (photos, 3, 2))
-    pick = rng.integers(0, 3, (photos, points))
-    at = centres[np.arange(photos)[:, None], pick]
-    lat, lon = at[..., 0] + rng.normal(0, 0.004, pick.shape), at[..., 1] + rng.normal(0, 0.004, pick.shape)
-    lat[:, 0], lon[:, 0] = 10.0, 179.9995  # a cluster across the dateline
-    lat[:, 1], lon[:, 1] = 10.0, -179.9995
-    valid = np.arange(points)[None, :] < rng.integers(1, points + 1, (photos, 1))
-    labels = cluster_rows(lat, lon, valid, 1.0)
-    for j in range(photos):
-        n = int(valid[j].sum())
-        theirs = DBSCAN(eps=1 / EARTH_RADIUS_KM, min_samples=1, metric="haversine").fit(
-            np.radians(np.c_[lat[j, :n], lon[j, :n]])).labels_
-        assert labels[j, :n].tolist() == theirs.tolist()  # sklearn numbers clusters by their first point too
-        assert (labels[j, n:] == -1).all()
 
 
 def test_candidates_are_the_clusters_means_then_the_classifiers_estimate():
