@@ -20,13 +20,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
-
 import numpy as np
 
 from locator.aggregation import cluster_rows
 from locator.cells import Partition
 from locator.geo import EARTH_RADIUS_KM, haversine_km, latlon_to_xyz, xyz_to_latlon
+from locator.store import Hits
 
 MASS_RADII_KM = (25.0, 200.0, 750.0, 2500.0)
 BASELINES = ("swc", "retrieval", "classifier")
@@ -36,15 +35,6 @@ FEATURES = ("log_size", "max_sim", "mean_sim", "sim_gap", "in_top_cell", "log_ce
 _MIN_P = 1e-6
 _MASS_CHUNK = 16_384  # cosines computed at a time, by _mass_within
 _PAIRS_CHUNK = 1 << 21  # photos are processed in groups of at most this many (candidate, reference) pairs
-
-
-class Neighbours(Protocol):
-    """Top-k neighbours per photo, as `locator.store.Hits`: (photos, k) arrays, padded with id -1."""
-
-    ids: np.ndarray
-    scores: np.ndarray
-    lat: np.ndarray
-    lon: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -62,7 +52,7 @@ class Pools:
         return self.ids >= 0
 
     @classmethod
-    def merge(cls, searches: Sequence[Neighbours]) -> Pools:
+    def merge(cls, searches: Sequence[Hits]) -> Pools:
         width = sum(s.ids.shape[1] for s in searches)
         rows = len(searches[0].ids)
         ids = np.full((rows, width), -1, np.int64)
@@ -159,7 +149,7 @@ def make_candidates(pools: Pools, centre_lat: np.ndarray, centre_lon: np.ndarray
     return Candidates(np.where(valid, lat, 0.0), np.where(valid, lon, 0.0), size, valid, labels)
 
 
-def paper_estimates(neighbours: Neighbours, fallback_lat: np.ndarray, fallback_lon: np.ndarray,
+def paper_estimates(neighbours: Hits, fallback_lat: np.ndarray, fallback_lon: np.ndarray,
                     eps_km: float = 1.0, found: Clusters | None = None) -> np.ndarray:
     """(photos, 2) lat, lon of the paper's estimate from one search's neighbours: the spherical mean of the largest
     DBSCAN cluster, a tie going to the cluster holding the most similar neighbour (`locator.aggregation.dbscan`);
@@ -178,12 +168,12 @@ def paper_estimates(neighbours: Neighbours, fallback_lat: np.ndarray, fallback_l
     return np.stack([out_lat, out_lon], axis=1)
 
 
-def _places(neighbours: Neighbours) -> tuple[np.ndarray, np.ndarray]:
+def _places(neighbours: Hits) -> tuple[np.ndarray, np.ndarray]:
     valid = neighbours.ids >= 0
     return tuple(np.where(valid, np.asarray(a, float), 0.0) for a in (neighbours.lat, neighbours.lon))
 
 
-def baselines(within_best_cell: Neighbours, everywhere: Neighbours, centre_lat: np.ndarray, centre_lon: np.ndarray,
+def baselines(within_best_cell: Hits, everywhere: Hits, centre_lat: np.ndarray, centre_lon: np.ndarray,
               eps_km: float = 1.0, found: tuple[Clusters, Clusters] | None = None) -> np.ndarray:
     """(photos, 3, 2) lat, lon of the SwC, retrieval and classifier estimates (in BASELINES order)."""
     centre = np.stack([np.asarray(centre_lat, float), np.asarray(centre_lon, float)], axis=1)
@@ -286,7 +276,7 @@ class Evidence:
     estimates: np.ndarray
 
 
-def gather_evidence(within_best_cell: Neighbours, within_cells: Neighbours, everywhere: Neighbours,
+def gather_evidence(within_best_cell: Hits, within_cells: Hits, everywhere: Hits,
                     centre_lat: np.ndarray, centre_lon: np.ndarray, probabilities: np.ndarray, fine: Partition,
                     eps_km: float = 1.0) -> Evidence:
     """Everything the fusion model needs about a batch, from its three searches and the classifier's estimates
@@ -298,7 +288,7 @@ def gather_evidence(within_best_cell: Neighbours, within_cells: Neighbours, ever
     parts = []
     for lo in range(0, max(len(centre_lat), 1), step):  # no photo: one empty part, of the right widths
         part = slice(lo, lo + step)
-        searched = [_rows(s, part) for s in searches]
+        searched = [Hits(*(np.asarray(a)[part] for a in (s.ids, s.scores, s.lat, s.lon))) for s in searches]
         pools = Pools.merge(searched)
         found = _clusters_together(pools, searched[0], searched[2], eps_km=eps_km)
         candidates = make_candidates(pools, centre_lat[part], centre_lon[part], eps_km,
@@ -309,7 +299,7 @@ def gather_evidence(within_best_cell: Neighbours, within_cells: Neighbours, ever
     return parts[0] if len(parts) == 1 else _concatenate(parts)
 
 
-def _clusters_together(pools: Pools, *searches: Neighbours, eps_km: float = 1.0) -> list[Clusters]:
+def _clusters_together(pools: Pools, *searches: Hits, eps_km: float = 1.0) -> list[Clusters]:
     """The clusters of the pools and of each search, computed in one go (a photo's rows are independent: padding
     them to the pools' width changes no label, mean or size)."""
     width = pools.ids.shape[1]
@@ -323,18 +313,6 @@ def _clusters_together(pools: Pools, *searches: Neighbours, eps_km: float = 1.0)
     together = clusters_of(np.concatenate(lat), np.concatenate(lon), np.concatenate(valid), eps_km, width + 1)
     rows = len(pools.ids)
     return [together.rows(slice(i * rows, (i + 1) * rows)) for i in range(1 + len(searches))]
-
-
-@dataclass(frozen=True)
-class _Rows:
-    ids: np.ndarray
-    scores: np.ndarray
-    lat: np.ndarray
-    lon: np.ndarray
-
-
-def _rows(neighbours: Neighbours, part: slice) -> _Rows:
-    return _Rows(*(np.asarray(getattr(neighbours, name))[part] for name in ("ids", "scores", "lat", "lon")))
 
 
 def _concatenate(parts: list[Evidence]) -> Evidence:
