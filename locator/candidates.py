@@ -237,11 +237,10 @@ def _neighbour_share(xyz: np.ndarray, photo: np.ndarray, pools: Pools) -> list[n
 
 
 def candidate_features(candidates: Candidates, pools: Pools, probabilities: np.ndarray, fine: Partition,
-                       estimates: np.ndarray, centres_xyz: np.ndarray | None = None) -> np.ndarray:
+                       estimates: np.ndarray) -> np.ndarray:
     """(photos, width, len(FEATURES)) evidence of each candidate (zeros where padded), from `probabilities` over the
     fine cells (photos, cells) and the `baselines` estimates."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
-    centres_xyz = latlon_to_xyz(fine.lat, fine.lon) if centres_xyz is None else centres_xyz
     photo, slot = np.nonzero(candidates.valid)
     lat, lon = candidates.lat[photo, slot], candidates.lon[photo, slot]
     top = np.argmax(probabilities, axis=1)[photo]
@@ -253,7 +252,7 @@ def candidate_features(candidates: Candidates, pools: Pools, probabilities: np.n
     pool_max = np.where(np.isfinite(pool_max), pool_max, 0.0)[photo]
     max_sim, mean_sim = (a[photo, slot] for a in _member_similarity(candidates, pools))
     xyz = latlon_to_xyz(lat, lon)
-    mass = _mass_within(xyz, centres_xyz, probabilities, photo)
+    mass = _mass_within(xyz, fine.centres_xyz, probabilities, photo)
     share = _neighbour_share(xyz, photo, pools)
     to_baselines = [np.log1p(haversine_km(lat, lon, estimates[photo, b, 0], estimates[photo, b, 1]))
                     for b in range(len(BASELINES))]
@@ -281,7 +280,6 @@ def gather_evidence(within_best_cell: Hits, within_cells: Hits, everywhere: Hits
                     eps_km: float = 1.0) -> Evidence:
     """Everything the fusion model needs about a batch, from its three searches and the classifier's estimates
     (`centre_lat`, `centre_lon`) and cell `probabilities`; photos in groups that bound the memory taken."""
-    centres_xyz = latlon_to_xyz(fine.lat, fine.lon)
     searches = (within_best_cell, within_cells, everywhere)
     width = sum(s.ids.shape[1] for s in searches)
     step = max(1, _PAIRS_CHUNK // (width * (width + 1)))
@@ -294,7 +292,7 @@ def gather_evidence(within_best_cell: Hits, within_cells: Hits, everywhere: Hits
         candidates = make_candidates(pools, centre_lat[part], centre_lon[part], eps_km,
                                      ~(searched[0].ids >= 0).any(axis=1), found[0])
         estimates = baselines(searched[0], searched[2], centre_lat[part], centre_lon[part], eps_km, found[1:])
-        features = candidate_features(candidates, pools, probabilities[part], fine, estimates, centres_xyz)
+        features = candidate_features(candidates, pools, probabilities[part], fine, estimates)
         parts.append(Evidence(pools, candidates, features, estimates))
     return parts[0] if len(parts) == 1 else _concatenate(parts)
 

@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 from locator.cells import Partition
-from locator.geo import latlon_to_xyz
 from locator.heads.base import Head
 from locator.heads.ce import CrossEntropyHead
 
@@ -45,7 +44,7 @@ class MvMFHead(Head):
         fine = partitions[-1]
         self.classifier = nn.Linear(feature_dim, len(fine))
         self.log_kappa = nn.Parameter(torch.tensor(np.log(initial_kappa(fine)), dtype=torch.float32))
-        self.register_buffer("mu", torch.tensor(latlon_to_xyz(fine.lat, fine.lon), dtype=torch.float32),
+        self.register_buffer("mu", torch.tensor(fine.centres_xyz, dtype=torch.float32),
                              persistent=False)
 
     @property
