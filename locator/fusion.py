@@ -154,11 +154,7 @@ class FusionModel:
                 for choice in self._choose_rows(*(a[lo:lo + step] for a in (features, lat, lon, valid)))]
 
     def _choose_rows(self, features: np.ndarray, lat: np.ndarray, lon: np.ndarray, valid: np.ndarray) -> list[Choice]:
-        models = [*self.scorers.values(), *self.rankers.values()]
-        z = _linear_terms(features, models) if models else np.zeros((*valid.shape, 0))
-        probabilities = {t: np.where(valid, scorer.probability(z[..., i]), 0.0)
-                         for i, (t, scorer) in enumerate(self.scorers.items())}
-        shares = {t: Ranker.shares(z[..., len(self.scorers) + i], valid) for i, t in enumerate(self.rankers)}
+        probabilities, shares = candidate_scores(self.scorers, self.rankers, features, valid)
         best, duplicate = choose_indices(features, lat, lon, valid, probabilities, shares, self.refine_km,
                                          self.duplicate_sim)
         rows = np.arange(len(best))
@@ -195,6 +191,18 @@ class FusionModel:
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=1, sort_keys=True)
+
+
+def candidate_scores(scorers: dict[float, Logistic], rankers: dict[float, Ranker], features: np.ndarray,
+                     valid: np.ndarray) -> tuple[dict[float, np.ndarray], dict[float, np.ndarray]]:
+    """The scorers' P(error < t) and the rankers' shares of each photo's (row's) candidates, all models evaluated
+    in one broadcast; 0 and no share where padded."""
+    models = [*scorers.values(), *rankers.values()]
+    z = _linear_terms(features, models) if models else np.zeros((*valid.shape, 0))
+    probabilities = {t: np.where(valid, scorer.probability(z[..., i]), 0.0)
+                     for i, (t, scorer) in enumerate(scorers.items())}
+    shares = {t: Ranker.shares(z[..., len(scorers) + i], valid) for i, t in enumerate(rankers)}
+    return probabilities, shares
 
 
 def choose_indices(features: np.ndarray, lat: np.ndarray, lon: np.ndarray, valid: np.ndarray,

@@ -25,7 +25,7 @@ from locator.errors import DataError
 from locator.feature_cache import group_ids
 from locator.candidates import BASELINES, FEATURES, gather_evidence
 from locator.fusion import (CONFIDENCE_KM, THRESHOLDS_KM, FusionModel, LinearQuantile, Logistic, Monotone, Ranker,
-                            choose_indices, radius_inputs)
+                            candidate_scores, choose_indices, radius_inputs)
 from locator.geo import haversine_km
 from locator.heads import Head
 from locator.metrics import THRESHOLDS_KM as EVALUATION_THRESHOLDS_KM
@@ -284,8 +284,7 @@ def out_of_fold_choices(data: CalibrationSet, settings: FusionSettings) -> Choic
         slots = _slots(data.query, test, 3 * settings.k + 1)  # each photo's candidate rows, padded as at locate time
         valid = slots >= 0
         x, lat, lon = (a[np.clip(slots, 0, None)] for a in (data.features, data.lat, data.lon))
-        probabilities = {t: np.where(valid, s(x), 0.0) for t, s in scorers.items()}
-        shares = {t: ranker(x, valid) for t, ranker in rankers.items()}
+        probabilities, shares = candidate_scores(scorers, rankers, x, valid)
         best, _ = choose_indices(x, lat, lon, valid, probabilities, shares, settings.refine_km, settings.duplicate_sim)
         picked = np.arange(len(test))
         rows[test], p_conf[test] = slots[picked, best], probabilities[CONFIDENCE_KM][picked, best]
