@@ -5,8 +5,8 @@ On a copy of a run's store, the service runs in its own process on loopback. The
 2. one client, then 4 concurrent clients, one photo per request, for `--seconds`, while a writer adds a photo every 0.5 s:
    p50 / p99 latency; every acknowledged photo must be in the collection afterwards;
 3. 16 concurrent clients: the service's photos/s;
-4. `--trials` times: start the service, add photos, kill -9 it right after they were acknowledged, start it again
-   and check that all of them are there.
+4. `--trials` times: start the service, remove one photo and add 5, kill -9 it right after they were
+   acknowledged, start it again and check that all 5 are there and the removed one is not.
 
     python benchmarks/serve.py --run runs/im2gps2k [--seconds 30] [--trials 20] [--results benchmarks/results]
 
@@ -122,22 +122,27 @@ def load(port: int, photos: list[bytes], clients: int, seconds: float, writer: b
 
 
 def durability(bundle: Path, store: str, trials: int) -> dict:
-    lost, acknowledged = 0, []
-    for trial in range(trials):
+    """Each trial: check the previous trial's writes (5 added, all present; 1 removed, absent), remove one of
+    them, add 5 more, and kill -9 the service right after the last acknowledgement."""
+    lost, resurrected, acknowledged, removed = 0, 0, [], []
+    for trial in range(trials + 1):
         port = free_port()
         process = start(bundle, store, port)
         with httpx.Client(timeout=120) as client:
-            found = sum(client.get(f"http://127.0.0.1:{port}/v1/photos/{i}/thumbnail").status_code == 200
-                        for i in acknowledged)
-            lost += len(acknowledged) - found
+            def status(i: str) -> int:
+                return client.get(f"http://127.0.0.1:{port}/v1/photos/{i}/thumbnail").status_code
+            lost += sum(status(i) != 200 for i in acknowledged)
+            resurrected += sum(status(i) != 404 for i in removed)
+            if trial == trials:
+                break
+            removed = acknowledged[:1]
+            for i in removed:
+                client.delete(f"http://127.0.0.1:{port}/v1/photos/{i}").raise_for_status()
             acknowledged = [add(client, port, 100_000 + 10 * trial + k, "kill-benchmark") for k in range(5)]
         kill(process)  # right after the last acknowledgement
-    port = free_port()
-    process = start(bundle, store, port)
-    lost += sum(httpx.get(f"http://127.0.0.1:{port}/v1/photos/{i}/thumbnail", timeout=60).status_code != 200
-                for i in acknowledged)
     kill(process)
-    return {"trials": trials, "writes_per_trial": 5, "lost": lost}
+    return {"trials": trials, "writes_per_trial": 5, "lost": lost, "removals_per_trial": 1,
+            "removals_checked": trials - 1, "resurrected": resurrected}
 
 
 def main() -> None:
@@ -186,7 +191,8 @@ def main() -> None:
               f"While the 4 clients ran, a writer added {four['writes_acknowledged']} photos; "
               f"{four['writes_found_after']} were found afterwards.",
               f"kill -9 after acknowledged writes, {report['kill9']['trials']} trials × 5 photos: "
-              f"{report['kill9']['lost']} lost."]
+              f"{report['kill9']['lost']} lost; of {report['kill9']['removals_checked']} acknowledged removals, "
+              f"{report['kill9']['resurrected']} came back."]
     (args.results / "serve.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

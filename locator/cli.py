@@ -1,4 +1,5 @@
-"""`geoloc`: locate photos, and evaluate (a predictions file, or a bundle on a benchmark).
+"""`geoloc`: locate photos, evaluate (a predictions file, or a bundle on a benchmark), serve, and take reference
+photos out of a collection.
 
 Heavy libraries (torch, timm, sklearn) load only once a command runs, so `--help` answers at once. Only
 GeolocError becomes a one-line message (exit 2); anything else is a bug and keeps its traceback.
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 
 from locator.datasets import IMAGE_SUFFIXES, DatasetError, read_dataset
-from locator.errors import GeolocError, OutputError, SettingsError
+from locator.errors import GeolocError, OutputError, SettingsError, StoreError
 from locator.methods import STORE_METHODS, LocateSettings
 from locator.predictions import Prediction
 from locator.service.settings import ServiceSettings
@@ -260,6 +261,32 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _remove(args: argparse.Namespace) -> int:
+    """Named photos of one source, or all of it, out of the collection: all of them or, if one is missing, none."""
+    if bool(args.photo_id) == args.all_of_source:
+        raise SettingsError("name the photos to remove with --photo-id, or give --all-of-source (not both)")
+    from locator.bundle import Bundle
+    from locator.store import open_store, point_id
+    spec = Bundle.load(args.bundle).collection_spec()
+    with open_store(args.store, spec, create=False) as store:
+        if args.all_of_source:
+            ids = [int(i) for i in store.all_ids(source=args.source)]
+            if not ids:
+                raise StoreError(f"{store.location} holds no photos of source {args.source!r}")
+        else:
+            wanted = {point_id(args.source, photo): photo for photo in args.photo_id}
+            missing = [wanted[i] for i in wanted if i not in store.payloads(list(wanted))]
+            if missing:
+                raise StoreError(f"{store.location} holds no photo {', '.join(map(repr, missing))} of source "
+                                 f"{args.source!r}; nothing removed")
+            ids = list(wanted)
+        removed = store.remove(ids)
+        store.flush()
+        remain = store.count()
+    print(f"removed {len(removed):,} photo(s) of source {args.source!r} from {args.store}; {remain:,} remain")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="geoloc", description="Estimate where photos were taken, and evaluate.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -309,6 +336,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--store", default=None, help="edge:DIR or http://host:6333/collection (default: $GEOLOC_STORE)")
     add_arguments(serve, ServiceSettings)
     serve.set_defaults(run=_serve)
+
+    remove = commands.add_parser("remove", help="take reference photos out of a collection (e.g. misattributed ones)",
+                                 description="Remove reference photos, named by source and photo id as at ingest, "
+                                             "from the collection. If one of them is not there, nothing is removed. "
+                                             "The photo files themselves are left where they are.")
+    remove.add_argument("--bundle", required=True, type=Path, help="model bundle folder the collection was made for")
+    remove.add_argument("--store", default=None, help="edge:DIR or http://host:6333/collection (default: $GEOLOC_STORE)")
+    remove.add_argument("--source", required=True, help="the photos' source, as at ingest (see /v1/health's sources)")
+    remove.add_argument("--photo-id", nargs="+", default=[], help="photo ids to remove")
+    remove.add_argument("--all-of-source", action="store_true", help="remove every photo of --source")
+    remove.set_defaults(run=_remove)
     return parser
 
 

@@ -3,8 +3,9 @@
     GET  /v1/health                     status, points, bundle fingerprint, default method, sources to refit for
     POST /v1/locate                     multipart `images` (one or more); query: LocateSettings fields
     POST /v1/photos                     multipart `image` + form lat, lon, photo_id[, owner, source]; 201
+    DELETE /v1/photos/{id}              take a reference out of the collection
     GET  /v1/photos/{id}/thumbnail      a stored reference's thumbnail (from where it was read at ingest)
-    GET  /v1/points?offset=&limit=      a page of the collection's payloads
+    GET  /v1/points?offset=&limit=[&source=]  a page of the collection's payloads (of one source)
     GET  /v1/cells                      points per finest cell, with its centre and outline
     GET  /metrics                       Prometheus text
     GET  /                              the web page
@@ -103,6 +104,17 @@ def create_app(collection: ServedCollection, settings: ServiceSettings) -> FastA
                 "lon": point.lon, "position_from": "form" if lat is not None else "exif", "replaced": replaced,
                 "cell": point.tokens[-1] if point.tokens else ""}
 
+    @app.delete("/v1/photos/{point}")
+    async def remove_photo(request: Request, point: int) -> dict:
+        _authorise(request, settings)
+        try:
+            removed = await on_worker(collection.remove_photo, point)
+        except KeyError as exc:
+            raise HTTPException(404, f"no photo {point} in the collection") from exc
+        metrics.points.dec()
+        return {"id": str(point), "photo_id": removed.photo_id, "source": removed.source, "lat": removed.lat,
+                "lon": removed.lon, "removed": True}
+
     @app.get("/v1/photos/{point}/thumbnail")
     async def thumbnail(point: int) -> Response:
         try:
@@ -114,8 +126,9 @@ def create_app(collection: ServedCollection, settings: ServiceSettings) -> FastA
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
     @app.get("/v1/points")
-    async def points(offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500)) -> dict:
-        total, rows = await on_worker(collection.page, offset, limit)
+    async def points(offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500),
+                     source: str | None = Query(None)) -> dict:
+        total, rows = await on_worker(collection.page, offset, limit, source)
         for row in rows:
             row["thumbnail"] = f"/v1/photos/{row['id']}/thumbnail"
         return {"total": total, "offset": offset, "points": rows}
@@ -165,5 +178,5 @@ def _middlewares(app: FastAPI, settings: ServiceSettings, metrics: Metrics, max_
 
     if settings.cors:
         from fastapi.middleware.cors import CORSMiddleware
-        app.add_middleware(CORSMiddleware, allow_origins=[settings.cors], allow_methods=["GET", "POST"],
+        app.add_middleware(CORSMiddleware, allow_origins=[settings.cors], allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Authorization", "Content-Type"])

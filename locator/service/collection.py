@@ -53,6 +53,7 @@ class ServedCollection:
         self.uploads.mkdir(parents=True, exist_ok=True)
         self.worker = worker or _worker()
         self._ids: np.ndarray | None = None  # sorted point ids, for the collection view's pages
+        self._ids_of: dict[str, np.ndarray] = {}  # the same for one source, dropped when it changes
         self._lock = threading.Lock()
 
     @classmethod
@@ -116,7 +117,26 @@ class ServedCollection:
         with self._lock:
             if self._ids is not None and not replaced:
                 self._ids = np.insert(self._ids, int(np.searchsorted(self._ids, point.id)), point.id)
+            self._ids_of.pop(point.source, None)
         return point, replaced
+
+    # --- remove ---------------------------------------------------------------------------------------------
+    def remove_photo(self, point: int) -> PhotoPoint:
+        """Take one reference out of the collection (durable when this returns); KeyError if it is not there. A
+        photo the service had kept in its uploads folder goes too; photos read elsewhere at ingest are left alone."""
+        removed = self.store.remove([point]).get(point)
+        if removed is None:
+            raise KeyError(point)
+        self.store.flush()
+        with self._lock:
+            if self._ids is not None:
+                self._ids = self._ids[self._ids != point]
+            self._ids_of.pop(str(removed.get("source", "")), None)
+        image = Path(str(removed.get("image", "")))
+        if image.parent.resolve() == self.uploads.resolve() and image.name == f"{point}.jpg":
+            image.unlink(missing_ok=True)
+        _thumbnail.cache_clear()
+        return PhotoPoint.from_payload(removed)
 
     # --- the collection -------------------------------------------------------------------------------------
     def count(self) -> int:
@@ -130,15 +150,20 @@ class ServedCollection:
     def source_counts(self) -> dict[str, int]:
         return {str(source): n for source, n in self.store.counts_by(SOURCE_FIELD).items()}
 
-    def sorted_ids(self) -> np.ndarray:
-        """Every point id, sorted (read once from the store, then kept up to date by the service's writes)."""
+    def sorted_ids(self, source: str | None = None) -> np.ndarray:
+        """Every point id, or those of one source, sorted (read from the store once, then kept up to date by the
+        service's writes)."""
         with self._lock:
+            if source is not None:
+                if source not in self._ids_of:
+                    self._ids_of[source] = np.sort(self.store.all_ids(source=source))
+                return self._ids_of[source]
             if self._ids is None:
                 self._ids = np.sort(self.store.all_ids())
             return self._ids
 
-    def page(self, offset: int, limit: int) -> tuple[int, list[dict]]:
-        ids = self.sorted_ids()
+    def page(self, offset: int, limit: int, source: str | None = None) -> tuple[int, list[dict]]:
+        ids = self.sorted_ids(source)
         chosen = [int(i) for i in ids[offset:offset + limit]]
         payloads = self.store.payloads(chosen)
         return len(ids), [{"id": str(i), **payloads[i], "image": _file_name(payloads[i])} for i in chosen

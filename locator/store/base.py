@@ -146,6 +146,13 @@ class VectorStore(ABC):
                   for k, v in p.items()} for p in payloads]
         self._upsert([int(i) for i in ids], vectors, clean)
 
+    def remove(self, ids: Sequence[int]) -> dict[int, dict]:
+        """Remove points; returns the payloads of those that were there (ids not in the collection are skipped)."""
+        present = self.payloads([int(i) for i in ids])
+        if present:
+            self._remove(sorted(present))
+        return present
+
     def search(self, queries: np.ndarray, cells: Sequence[int | Sequence[int]] | None, k: int = 10,
                level: int = -1, exact: bool = False) -> Hits:
         """Top-k most similar points per query, restricted to its cell(s) at partition `level` (None: no filter).
@@ -161,6 +168,9 @@ class VectorStore(ABC):
 
     @abstractmethod
     def _upsert(self, ids: list[int], vectors: np.ndarray, payloads: list[dict]) -> None: ...
+
+    @abstractmethod
+    def _remove(self, ids: list[int]) -> None: ...
 
     @abstractmethod
     def _search(self, queries: np.ndarray, cells: list[list[int]] | None, k: int, level: int, exact: bool) -> Hits: ...
@@ -180,7 +190,8 @@ class VectorStore(ABC):
         """Points per value of an indexed payload field (`SOURCE_FIELD`, or a cell field), from the index."""
 
     @abstractmethod
-    def all_ids(self) -> np.ndarray: ...
+    def all_ids(self, source: str | None = None) -> np.ndarray:
+        """Every point's id, or those of one source."""
 
     def optimize(self) -> None:
         """Build the search indexes after a bulk load (nothing to do where the engine builds them by itself)."""

@@ -100,6 +100,9 @@ class EdgeStore(VectorStore):
                     pending = builder.submit(points, following)
                 self.shard.update(qe.UpdateOperation.upsert_points(chunk))
 
+    def _remove(self, ids: list[int]) -> None:
+        self.shard.update(qe.UpdateOperation.delete_points(ids))
+
     def _search(self, queries: np.ndarray, cells: list[list[int]] | None, k: int, level: int, exact: bool) -> Hits:
         field = cell_field(level)
         selector = qe.PayloadSelector.Include(["lat", "lon"])
@@ -129,12 +132,14 @@ class EdgeStore(VectorStore):
 
     def counts_by(self, field: str) -> dict:
         hits = self.shard.facet(qe.FacetRequest(field, limit=FACET_LIMIT, exact=True)).hits
-        return {h.value: int(h.count) for h in hits}
+        return {h.value: int(h.count) for h in hits if h.count > 0}  # a removed value can stay with 0
 
-    def all_ids(self) -> np.ndarray:
+    def all_ids(self, source: str | None = None) -> np.ndarray:
+        only = None if source is None else qe.Filter(must=[qe.FieldCondition(SOURCE_FIELD, match=qe.MatchValue(source))])
         ids, offset = [], None
         while True:
-            records, offset = self.shard.scroll(qe.ScrollRequest(limit=_SCROLL_PAGE, offset=offset, with_payload=False))
+            records, offset = self.shard.scroll(qe.ScrollRequest(limit=_SCROLL_PAGE, offset=offset, with_payload=False,
+                                                                 filter=only))
             ids.extend(int(r.id) for r in records)
             if offset is None:
                 return np.array(ids, dtype=np.int64)

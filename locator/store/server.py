@@ -67,6 +67,9 @@ class ServerStore(VectorStore):
         self.client.upsert(self.collection, points=qm.Batch(ids=ids, vectors=vectors.tolist(), payloads=payloads),
                            wait=True)
 
+    def _remove(self, ids: list[int]) -> None:
+        self.client.delete(self.collection, points_selector=qm.PointIdsList(points=ids), wait=True)
+
     def _search(self, queries: np.ndarray, cells: list[list[int]] | None, k: int, level: int, exact: bool) -> Hits:
         field = cell_field(level)
         requests = [qm.QueryRequest(query=q.tolist(), limit=k, with_payload=["lat", "lon"],
@@ -90,12 +93,15 @@ class ServerStore(VectorStore):
 
     def counts_by(self, field: str) -> dict:
         hits = self.client.facet(self.collection, key=field, limit=FACET_LIMIT, exact=True).hits
-        return {h.value: int(h.count) for h in hits}
+        return {h.value: int(h.count) for h in hits if h.count > 0}  # a removed value can stay with 0
 
-    def all_ids(self) -> np.ndarray:
+    def all_ids(self, source: str | None = None) -> np.ndarray:
+        only = None if source is None else qm.Filter(must=[qm.FieldCondition(key=SOURCE_FIELD,
+                                                                             match=qm.MatchValue(value=source))])
         ids, offset = [], None
         while True:
-            records, offset = self.client.scroll(self.collection, limit=_SCROLL_PAGE, offset=offset, with_payload=False)
+            records, offset = self.client.scroll(self.collection, limit=_SCROLL_PAGE, offset=offset, with_payload=False,
+                                                 scroll_filter=only)
             ids.extend(int(r.id) for r in records)
             if offset is None:
                 return np.array(ids, dtype=np.int64)

@@ -184,3 +184,29 @@ def test_the_cli_takes_the_store_from_the_environment_and_the_api_does_not(world
     assert next(csv.DictReader(out.open()))["ok"] == "1"
     with Locator.load(world["bundle_dir"]) as locator:
         assert locator.store is None
+
+
+def test_remove_takes_named_photos_out_all_or_nothing(world, tmp_path, capsys):
+    import shutil
+
+    from locator.bundle import Bundle
+    from locator.store import open_store, point_id
+    shutil.copytree(world["root"] / "store", tmp_path / "store")
+    store = f"edge:{tmp_path / 'store'}"
+    spec = Bundle.load(world["bundle_dir"]).collection_spec()
+    first, second = world["background"][:2]
+    common = ["remove", "--bundle", str(world["bundle_dir"]), "--store", store, "--source", first.source]
+    assert geoloc([*common, "--photo-id", first.photo_id, "no-such-photo"]) == 2
+    assert "no photo 'no-such-photo'" in capsys.readouterr().err
+    with open_store(store, spec, create=False) as opened:
+        assert opened.count() == len(world["background"])  # nothing removed
+    assert geoloc(common) == 2 and "--photo-id, or give --all-of-source" in capsys.readouterr().err
+    assert geoloc([*common, "--photo-id", first.photo_id, second.photo_id]) == 0
+    assert f"removed 2 photo(s) of source {first.source!r}" in capsys.readouterr().out
+    with open_store(store, spec, create=False) as opened:
+        assert opened.count() == len(world["background"]) - 2
+        assert not opened.payloads([point_id(first.source, first.photo_id), point_id(second.source, second.photo_id)])
+    assert geoloc([*common, "--all-of-source"]) == 0
+    with open_store(store, spec, create=False) as opened:
+        assert opened.count() == sum(r.source != first.source for r in world["background"])
+    assert geoloc([*common, "--all-of-source"]) == 2 and "holds no photos of source" in capsys.readouterr().err

@@ -126,6 +126,8 @@ async function locate(files) {
 }
 
 let offset = 0;
+let listed = 0;  // photos in the table's pages
+let sourceFilter = null;  // the table shows one source's photos, or all
 const PAGE = 25;
 async function showCollection() {
   const cells = await fetch("/v1/cells").then(r => r.json());
@@ -137,11 +139,19 @@ async function showCollection() {
   }
   if (cells.cells.length) map.fitBounds(cells.cells.map(c => [c.lat, c.lon]), { padding: [20, 20], maxZoom: 8, animate: false });
   const h = await fetch("/v1/health").then(r => r.json());
-  const sources = Object.entries(h.sources).sort((a, b) => b[1] - a[1])
-    .map(([name, n]) => `${name || "(no source)"} ${n.toLocaleString()}`).join(", ");
-  document.getElementById("collection-summary").textContent =
-    `${cells.total.toLocaleString()} reference photos in ${cells.cells.length} cells` +
-    (cells.without_cell ? ` (${cells.without_cell} outside every cell)` : "") + ` · by source: ${sources}`;
+  const summary = document.getElementById("collection-summary");
+  summary.textContent = `${cells.total.toLocaleString()} reference photos in ${cells.cells.length} cells` +
+    (cells.without_cell ? ` (${cells.without_cell} outside every cell)` : "") + " · by source: ";
+  Object.entries(h.sources).sort((a, b) => b[1] - a[1]).forEach(([name, n], k) => {
+    if (k) summary.append(", ");
+    const link = document.createElement("a");  // shows only this source's photos in the table
+    link.href = "#";
+    link.className = "source-filter";
+    link.textContent = `${name || "(no source)"} ${n.toLocaleString()}`;
+    link.onclick = event => { event.preventDefault(); sourceFilter = name; offset = 0; showPage(); };
+    summary.append(link);
+  });
+  if (sourceFilter !== null && !(sourceFilter in h.sources)) sourceFilter = null;
   const advice = document.getElementById("refit-advice");
   advice.textContent = h.refit_advised_for.length ? `The fused model was fitted without ${h.refit_advised_for.join(", ")}: ` +
     "refit it on this collection (geoloc-train fusion --store …) so that it trusts these references." : "";
@@ -150,19 +160,51 @@ async function showCollection() {
 }
 
 async function showPage() {
-  const page = await fetch(`/v1/points?offset=${offset}&limit=${PAGE}`).then(r => r.json());
+  const only = sourceFilter === null ? "" : `&source=${encodeURIComponent(sourceFilter)}`;
+  const page = await fetch(`/v1/points?offset=${offset}&limit=${PAGE}${only}`).then(r => r.json());
   const body = document.querySelector("#points tbody");
   body.innerHTML = "";
   for (const p of page.points) {
     const row = document.createElement("tr");
     row.innerHTML = `<td><img src="${esc(p.thumbnail)}" alt=""></td><td>${esc(p.photo_id)}</td><td>${esc(p.source)}</td>` +
       `<td>${esc(p.owner)}</td><td>${fmt(p.lat)}, ${fmt(p.lon)}</td><td>${p.s2_0 !== undefined ? esc(Object.keys(p)
-        .filter(k => k.startsWith("s2_")).sort().map(k => p[k]).pop()) : ""}</td>`;
+        .filter(k => k.startsWith("s2_")).sort().map(k => p[k]).pop()) : ""}</td>` +
+      `<td><button class="remove" title="take this reference out of the collection">remove</button></td>`;
     row.onclick = () => map.setView([p.lat, p.lon], 8);
+    row.querySelector(".remove").onclick = event => { event.stopPropagation(); removePhoto(p); };
     body.appendChild(row);
   }
-  document.getElementById("page").textContent =
-    `${page.total ? offset + 1 : 0}–${Math.min(offset + PAGE, page.total)} of ${page.total.toLocaleString()}`;
+  listed = page.total;
+  const pager = document.getElementById("page");
+  pager.textContent = `${page.total ? offset + 1 : 0}–${Math.min(offset + PAGE, page.total)} of ` +
+    `${page.total.toLocaleString()}` + (sourceFilter === null ? "" : ` of source ${sourceFilter || "(no source)"} · `);
+  if (sourceFilter !== null) {
+    const all = document.createElement("a");
+    all.href = "#";
+    all.id = "all-sources";
+    all.textContent = "all sources";
+    all.onclick = event => { event.preventDefault(); sourceFilter = null; offset = 0; showPage(); };
+    pager.append(all);
+  }
+}
+
+// A misattributed or unwanted reference leaves the collection (the token, where the service has one, is the one
+// typed under "Add reference photos").
+async function removePhoto(p) {
+  if (!confirm(`Remove ${p.photo_id} (source ${p.source}) from the collection?`)) return;
+  const token = document.querySelector("#add-form [name=token]").value;
+  const status = document.getElementById("points-status");
+  let result;
+  try {
+    result = await answer(await fetch(`/v1/photos/${p.id}`, { method: "DELETE",
+      headers: token ? { Authorization: "Bearer " + token } : {} }));
+  } catch (err) {
+    result = { ok: false, reason: String(err) };
+  }
+  status.className = result.ok ? "added" : "refused";
+  status.textContent = result.ok ? `removed ${p.photo_id} of ${p.source}` : `${p.photo_id}: ${result.reason}` +
+    (result.reason.startsWith("error 401") ? " (type the token under “Add reference photos”)" : "");
+  if (result.ok) { health(); showCollection(); }
 }
 
 // Each picked photo is added on its own: its id is the one typed (for a single photo) or its file name, its place
@@ -223,7 +265,7 @@ drop.addEventListener("drop", e => { e.preventDefault(); drop.classList.remove("
 document.getElementById("files").addEventListener("change", e => locate([...e.target.files]));
 document.querySelectorAll(".tab").forEach(t => t.addEventListener("click", () => switchView(t.dataset.view)));
 document.getElementById("prev").onclick = () => { offset = Math.max(0, offset - PAGE); showPage(); };
-document.getElementById("next").onclick = () => { offset += PAGE; showPage(); };
+document.getElementById("next").onclick = () => { if (offset + PAGE < listed) { offset += PAGE; showPage(); } };
 document.getElementById("add-form").addEventListener("submit", addPhoto);
 map.on("click", e => {
   const form = document.getElementById("add-form");

@@ -2,6 +2,7 @@
 
 import asyncio
 import io
+from pathlib import Path
 import shutil
 from collections import Counter
 import socket
@@ -137,6 +138,44 @@ def test_adding_a_photo_makes_it_findable_and_is_idempotent(world, tmp_path):
     locator.close()
 
 
+def test_removing_a_reference_takes_it_out_of_search_the_view_and_the_uploads(world, tmp_path):
+    client, locator = _client(world, tmp_path, token="s3cret")
+    auth = {"Authorization": "Bearer s3cret"}
+    form = {"lat": "10.5", "lon": "-20.25", "photo_id": "misattributed", "source": "field"}
+    with client:
+        before = client.get("/v1/health").json()["points"]
+        pages = client.get("/v1/points", params={"limit": 500}).json()  # the view's ids are cached from here on
+        assert client.get("/v1/points", params={"source": "field"}).json()["total"] == 0
+        added = client.post("/v1/photos", files={"image": ("a.jpg", _jpeg(), "image/jpeg")}, data=form,
+                            headers=auth).json()
+        point = added["id"]
+        kept = next(iter(tmp_path.joinpath("uploads").iterdir()))
+        of_field = client.get("/v1/points", params={"source": "field"}).json()
+        assert of_field["total"] == 1 and [p["photo_id"] for p in of_field["points"]] == ["misattributed"]
+        assert client.delete(f"/v1/photos/{point}").status_code == 401
+        assert client.get("/v1/health").json()["points"] == before + 1
+        answer = client.delete(f"/v1/photos/{point}", headers=auth)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["photo_id"] == "misattributed" and answer.json()["source"] == "field"
+        assert client.delete(f"/v1/photos/{point}", headers=auth).status_code == 404
+        health = client.get("/v1/health").json()
+        assert health["points"] == before and "field" not in health["sources"]
+        listed = client.get("/v1/points", params={"limit": 500}).json()
+        assert listed["total"] == pages["total"] and point not in [p["id"] for p in listed["points"]]
+        assert client.get("/v1/points", params={"source": "field"}).json() == {"total": 0, "offset": 0, "points": []}
+        assert client.get("/v1/cells").json()["total"] == before
+        assert client.get(f"/v1/photos/{point}/thumbnail").status_code == 404
+        found = client.post("/v1/locate", files=[("images", ("b.jpg", _jpeg(), "image/jpeg"))],
+                            params={"method": "retrieval", "k": 3}).json()["predictions"][0]
+        assert "misattributed" not in [n["photo_id"] for n in found["neighbours"]]
+        assert not kept.exists()
+        some = listed["points"][0]  # an ingested reference: out of the collection, its photo left where it was
+        assert client.delete(f"/v1/photos/{some['id']}", headers=auth).status_code == 200
+        assert Path(next(r.image for r in world["background"] if Path(r.image).name == some["image"])).is_file()
+        assert 'geoloc_points ' + str(float(before - 1)) in client.get("/metrics").text
+    locator.close()
+
+
 def test_exif_gps_is_shown_as_a_claim_and_can_place_an_added_photo(world, tmp_path):
     from sklearn.metrics.pairwise import haversine_distances
     client, locator = _client(world, tmp_path)
@@ -264,6 +303,19 @@ def test_the_page_shows_the_estimate_and_the_neighbours_in_chromium(world, tmp_p
             placed = {p["photo_id"]: (p["lat"], p["lon"]) for p in listed if p["source"] == "analyst"}
             assert sorted(placed) == ["field-1", "field-2"]
             assert placed["field-1"] + placed["field-2"] == pytest.approx((45.4642, 9.19, 41.9028, 12.4964), abs=1e-6)
+            # one of them proves misattributed: removed from its row in the table, after a confirmation
+            page.on("dialog", lambda dialog: dialog.accept())
+            page.locator("#collection-summary .source-filter", has_text="analyst 2").click()  # the table: its 2 photos
+            page.wait_for_function("document.querySelectorAll('#points tbody tr').length === 2", timeout=30_000)
+            assert "of source analyst" in page.text_content("#page")
+            page.locator("#points tbody tr", has_text="field-1").locator("button.remove").click()
+            page.wait_for_function("document.getElementById('points-status').textContent.includes('removed field-1')",
+                                   timeout=30_000)
+            listed = httpx.get(f"http://127.0.0.1:{port}/v1/points", params={"limit": 500}, timeout=60).json()["points"]
+            assert sorted(p["photo_id"] for p in listed if p["source"] == "analyst") == ["field-2"]
+            page.wait_for_function("document.querySelectorAll('#points tbody tr').length === 1", timeout=30_000)
+            page.click("#all-sources")
+            page.wait_for_function("document.querySelectorAll('#points tbody tr').length > 1", timeout=30_000)
             browser.close()
     finally:
         server.should_exit = True

@@ -106,6 +106,37 @@ def test_reingest_overwrites_never_duplicates(location):
         assert all(np.max(np.abs(stored[int(i)] - v)) <= 1e-6 for i, v in zip(ids[:3], vectors[:3]))
 
 
+def test_removed_points_are_gone_from_search_counts_and_ids_and_stay_gone(location):
+    ids, vectors, payloads, fine, rng = clustered_points(300)
+    for p in payloads[:40]:
+        p["source"] = "analyst"
+    with open_store(location, SPEC) as store:
+        store.upsert(ids, vectors, payloads)
+        gone = [int(i) for i in ids[5:15]]
+        removed = store.remove([*gone, point_id("test", "never added")])
+        assert sorted(removed) == sorted(gone)
+        assert removed[gone[0]]["photo_id"] == payloads[5]["photo_id"]
+        assert store.remove(gone) == {}
+        assert store.count() == 290
+        assert set(store.all_ids().tolist()) == set(ids.tolist()) - set(gone)
+        assert set(store.all_ids(source="analyst").tolist()) == set(ids[:40].tolist()) - set(gone)
+        assert store.counts_by("source") == {"analyst": 30, "test": 260}
+        kept = np.ones(len(ids), bool)
+        kept[5:15] = False
+        queries = vectors[5:15]
+        cells = [int(f) for f in fine[5:15]]
+        within, everywhere = store.search(queries, cells, k=5), store.search(queries, None, k=5, exact=True)
+        for q in range(len(queries)):
+            expected = numpy_top_k(vectors, ids, kept & (fine == cells[q]), queries[q], 5).tolist()
+            assert within.ids[q].tolist() == expected + [-1] * (5 - len(expected))  # a cell may hold fewer than 5
+            assert everywhere.ids[q].tolist() == numpy_top_k(vectors, ids, kept, queries[q], 5).tolist()
+        assert len(store.remove(store.all_ids(source="analyst"))) == 30
+        assert store.counts_by("source") == {"test": 260}  # not listed with a count of 0
+    if location.startswith("edge:"):
+        with open_store(location, SPEC, create=False) as store:
+            assert store.count() == 260 and not store.payloads(gone)
+
+
 def test_payload_is_complete_for_the_dashboard(location):
     ids, vectors, payloads, _, _ = clustered_points(5)
     with open_store(location, SPEC) as store:
