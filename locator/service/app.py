@@ -35,6 +35,7 @@ from locator.service.collection import ServedCollection, prediction_json
 from locator.service.metrics import Metrics
 from locator.service.settings import ServiceSettings
 from locator.settings import from_mapping
+from locator.store import PhotoPoint
 from locator.web_assets import STATIC, VENDOR
 
 
@@ -100,8 +101,7 @@ def create_app(collection: ServedCollection, settings: ServiceSettings) -> FastA
             raise HTTPException(422, str(exc)) from exc
         if not replaced:
             metrics.points.inc()
-        return {"id": str(point.id), "photo_id": point.photo_id, "source": point.source, "lat": point.lat,
-                "lon": point.lon, "position_from": "form" if lat is not None else "exif", "replaced": replaced,
+        return {**_point_json(point), "position_from": "form" if lat is not None else "exif", "replaced": replaced,
                 "cell": point.tokens[-1] if point.tokens else ""}
 
     @app.delete("/v1/photos/{point}")
@@ -112,8 +112,7 @@ def create_app(collection: ServedCollection, settings: ServiceSettings) -> FastA
         except KeyError as exc:
             raise HTTPException(404, f"no photo {point} in the collection") from exc
         metrics.points.dec()
-        return {"id": str(point), "photo_id": removed.photo_id, "source": removed.source, "lat": removed.lat,
-                "lon": removed.lon, "removed": True}
+        return {**_point_json(removed), "removed": True}
 
     @app.get("/v1/photos/{point}/thumbnail")
     async def thumbnail(point: int) -> Response:
@@ -152,6 +151,10 @@ def create_app(collection: ServedCollection, settings: ServiceSettings) -> FastA
     if VENDOR.is_dir():
         app.mount("/vendor", StaticFiles(directory=VENDOR), name="vendor")
     return app
+
+
+def _point_json(point: PhotoPoint) -> dict:
+    return {"id": str(point.id), "photo_id": point.photo_id, "source": point.source, "lat": point.lat, "lon": point.lon}
 
 
 def _authorise(request: Request, settings: ServiceSettings) -> None:
