@@ -5,8 +5,9 @@ On a copy of a run's store, the service runs in its own process on loopback. The
 2. one client, then 4 concurrent clients, one photo per request, for `--seconds`, while a writer adds a photo every 0.5 s:
    p50 / p99 latency; every acknowledged photo must be in the collection afterwards;
 3. 16 concurrent clients: the service's photos/s;
-4. `--trials` times: start the service, remove one photo and add 5, kill -9 it right after they were
-   acknowledged, start it again and check that all 5 are there and the removed one is not.
+4. `--trials` times: start the service, add 5 photos and remove one added before, kill -9 it right after the
+   last acknowledgement, start it again and check that the 5 are listed (with their thumbnails) and the removed
+   one is not.
 
     python benchmarks/serve.py --run runs/im2gps2k [--seconds 30] [--trials 20] [--results benchmarks/results]
 
@@ -122,27 +123,41 @@ def load(port: int, photos: list[bytes], clients: int, seconds: float, writer: b
 
 
 def durability(bundle: Path, store: str, trials: int) -> dict:
-    """Each trial: check the previous trial's writes (5 added, all present; 1 removed, absent), remove one of
-    them, add 5 more, and kill -9 the service right after the last acknowledgement."""
-    lost, resurrected, acknowledged, removed = 0, 0, [], []
+    """Each trial: check the previous trial's writes (its 5 added photos listed with their thumbnails, its removed
+    one not listed), add 5 photos, remove one added the trial before, and kill -9 the service right after the last
+    acknowledgement (the removal's; the first trial's last add's)."""
+    lost, resurrected, checked, acknowledged, removed = 0, 0, 0, [], []
     for trial in range(trials + 1):
         port = free_port()
         process = start(bundle, store, port)
+        base = f"http://127.0.0.1:{port}"
         with httpx.Client(timeout=120) as client:
-            def status(i: str) -> int:
-                return client.get(f"http://127.0.0.1:{port}/v1/photos/{i}/thumbnail").status_code
-            lost += sum(status(i) != 200 for i in acknowledged)
-            resurrected += sum(status(i) != 404 for i in removed)
+            stored = listed(client, base, "kill-benchmark")
+            lost += sum(i not in stored or client.get(f"{base}/v1/photos/{i}/thumbnail").status_code != 200
+                        for i in acknowledged)
+            resurrected += sum(i in stored for i in removed)
+            checked += len(removed)
             if trial == trials:
                 break
+            added = [add(client, port, 100_000 + 10 * trial + k, "kill-benchmark") for k in range(5)]
             removed = acknowledged[:1]
             for i in removed:
-                client.delete(f"http://127.0.0.1:{port}/v1/photos/{i}").raise_for_status()
-            acknowledged = [add(client, port, 100_000 + 10 * trial + k, "kill-benchmark") for k in range(5)]
+                client.delete(f"{base}/v1/photos/{i}").raise_for_status()
+            acknowledged = added
         kill(process)  # right after the last acknowledgement
     kill(process)
     return {"trials": trials, "writes_per_trial": 5, "lost": lost, "removals_per_trial": 1,
-            "removals_checked": trials - 1, "resurrected": resurrected}
+            "removals_checked": checked, "resurrected": resurrected}
+
+
+def listed(client: httpx.Client, base: str, source: str) -> set[str]:
+    """The ids of a source's photos, as the collection view lists them."""
+    ids: set[str] = set()
+    while True:
+        page = client.get(f"{base}/v1/points", params={"source": source, "offset": len(ids), "limit": 500}).json()
+        ids |= {p["id"] for p in page["points"]}
+        if len(ids) >= page["total"] or not page["points"]:
+            return ids
 
 
 def main() -> None:

@@ -275,7 +275,8 @@ def _remove(args: argparse.Namespace) -> int:
                 raise StoreError(f"{store.location} holds no photos of source {args.source!r}")
         else:
             wanted = {point_id(args.source, photo): photo for photo in args.photo_id}
-            missing = [wanted[i] for i in wanted if i not in store.payloads(list(wanted))]
+            present = store.payloads(list(wanted))
+            missing = [photo for i, photo in wanted.items() if i not in present]
             if missing:
                 raise StoreError(f"{store.location} holds no photo {', '.join(map(repr, missing))} of source "
                                  f"{args.source!r}; nothing removed")
@@ -285,6 +286,12 @@ def _remove(args: argparse.Namespace) -> int:
         remain = store.count()
     print(f"removed {len(removed):,} photo(s) of source {args.source!r} from {args.store}; {remain:,} remain")
     return 0
+
+
+def _bundle_and_store(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--bundle", required=True, type=Path, help="model bundle folder (from geoloc-train)")
+    command.add_argument("--store", default=None, help="edge:DIR or http://host:6333/collection (default: "
+                                                        "$GEOLOC_STORE)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -332,8 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Serve the locator over HTTP (API under /v1, the page at /, metrics at "
                                             "/metrics). Only the environment variables GEOLOC_STORE and GEOLOC_TOKEN "
                                             "are read.")
-    serve.add_argument("--bundle", required=True, type=Path, help="model bundle folder (from geoloc-train)")
-    serve.add_argument("--store", default=None, help="edge:DIR or http://host:6333/collection (default: $GEOLOC_STORE)")
+    _bundle_and_store(serve)
     add_arguments(serve, ServiceSettings)
     serve.set_defaults(run=_serve)
 
@@ -341,8 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Remove reference photos, named by source and photo id as at ingest, "
                                              "from the collection. If one of them is not there, nothing is removed. "
                                              "The photo files themselves are left where they are.")
-    remove.add_argument("--bundle", required=True, type=Path, help="model bundle folder the collection was made for")
-    remove.add_argument("--store", default=None, help="edge:DIR or http://host:6333/collection (default: $GEOLOC_STORE)")
+    _bundle_and_store(remove)
     remove.add_argument("--source", required=True, help="the photos' source, as at ingest (see /v1/health's sources)")
     remove.add_argument("--photo-id", nargs="+", default=[], help="photo ids to remove")
     remove.add_argument("--all-of-source", action="store_true", help="remove every photo of --source")

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import FastAPI, File, Form, HTTPException, Path, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 
@@ -35,8 +36,10 @@ from locator.service.collection import ServedCollection, prediction_json
 from locator.service.metrics import Metrics
 from locator.service.settings import ServiceSettings
 from locator.settings import from_mapping
-from locator.store import PhotoPoint
 from locator.web_assets import STATIC, VENDOR
+
+
+POINT_ID = Path(ge=0, lt=2 ** 63, description="a point id, as /v1/locate and /v1/points give it")
 
 
 def create_app(collection: ServedCollection, settings: ServiceSettings) -> FastAPI:
@@ -101,28 +104,37 @@ def create_app(collection: ServedCollection, settings: ServiceSettings) -> FastA
             raise HTTPException(422, str(exc)) from exc
         if not replaced:
             metrics.points.inc()
-        return {**_point_json(point), "position_from": "form" if lat is not None else "exif", "replaced": replaced,
+        return {"id": str(point.id), "photo_id": point.photo_id, "source": point.source, "lat": point.lat,
+                "lon": point.lon, "position_from": "form" if lat is not None else "exif", "replaced": replaced,
                 "cell": point.tokens[-1] if point.tokens else ""}
 
     @app.delete("/v1/photos/{point}")
-    async def remove_photo(request: Request, point: int) -> dict:
+    async def remove_photo(request: Request, point: int = POINT_ID) -> dict:
         _authorise(request, settings)
         try:
-            removed = await on_worker(collection.remove_photo, point)
+            payload = await on_worker(collection.remove_photo, point)
         except KeyError as exc:
             raise HTTPException(404, f"no photo {point} in the collection") from exc
+        except GeolocError as exc:
+            raise HTTPException(503, f"photo {point} could not be removed: {exc}") from exc
         metrics.points.dec()
-        return {**_point_json(removed), "removed": True}
+        return {"id": str(point), "photo_id": payload.get("photo_id"), "source": payload.get("source"),
+                "lat": payload.get("lat"), "lon": payload.get("lon"), "removed": True}
 
     @app.get("/v1/photos/{point}/thumbnail")
-    async def thumbnail(point: int) -> Response:
+    async def thumbnail(request: Request, point: int = POINT_ID) -> Response:
         try:
             data = await on_worker(collection.thumbnail, point)
         except KeyError as exc:
             raise HTTPException(404, f"no photo {point} in the collection") from exc
         except (GeolocError, OSError) as exc:
             raise HTTPException(404, f"photo {point}: its image cannot be read where it was ingested ({exc})") from exc
-        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+        # A photo id can be added again with other pixels: browsers revalidate (a 304 when unchanged).
+        tag = f'"{hashlib.sha1(data).hexdigest()}"'
+        headers = {"Cache-Control": "no-cache", "ETag": tag}
+        if request.headers.get("if-none-match") == tag:
+            return Response(status_code=304, headers=headers)
+        return Response(data, media_type="image/jpeg", headers=headers)
 
     @app.get("/v1/points")
     async def points(offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500),
@@ -151,10 +163,6 @@ def create_app(collection: ServedCollection, settings: ServiceSettings) -> FastA
     if VENDOR.is_dir():
         app.mount("/vendor", StaticFiles(directory=VENDOR), name="vendor")
     return app
-
-
-def _point_json(point: PhotoPoint) -> dict:
-    return {"id": str(point.id), "photo_id": point.photo_id, "source": point.source, "lat": point.lat, "lon": point.lon}
 
 
 def _authorise(request: Request, settings: ServiceSettings) -> None:

@@ -1,4 +1,4 @@
-"""What the service serves: one locator over one collection, which grows while it serves.
+"""What the service serves: one locator over one collection, which grows (and shrinks) while it serves.
 
 All model and store work runs on one worker thread (the Edge store takes one writer, and the models are not
 shared across threads). Photos added through the service are validated like ingest, re-encoded (pixels only)
@@ -9,6 +9,7 @@ kill -9 of the service.
 from __future__ import annotations
 
 import io
+import logging
 import math
 import os
 import threading
@@ -32,6 +33,7 @@ from locator.shards import index_shard, read_shard_record
 from locator.store import SOURCE_FIELD, PhotoPoint, cell_field
 
 THUMBNAIL_PX = 160
+logger = logging.getLogger(__name__)
 
 
 def default_uploads(location: str) -> Path:
@@ -114,6 +116,8 @@ class ServedCollection:
         replaced = bool(self.store.payloads([point.id]))  # the same (source, photo id) again replaces itself
         self.store.add([point], encoded.embeddings[:1])
         self.store.flush()
+        if replaced:
+            _thumbnail.cache_clear()
         with self._lock:
             if self._ids is not None and not replaced:
                 self._ids = np.insert(self._ids, int(np.searchsorted(self._ids, point.id)), point.id)
@@ -121,22 +125,29 @@ class ServedCollection:
         return point, replaced
 
     # --- remove ---------------------------------------------------------------------------------------------
-    def remove_photo(self, point: int) -> PhotoPoint:
-        """Take one reference out of the collection (durable when this returns); KeyError if it is not there. A
-        photo the service had kept in its uploads folder goes too; photos read elsewhere at ingest are left alone."""
-        removed = self.store.remove([point]).get(point)
-        if removed is None:
+    def remove_photo(self, point: int) -> dict:
+        """Take one reference out of the collection (durable when this returns) and return its payload; KeyError
+        if it is not there. A photo this service kept in its uploads folder goes too; photos read elsewhere at
+        ingest are left alone."""
+        payload = self.store.payloads([point]).get(point)
+        if payload is None or not self.store.remove([point]):
             raise KeyError(point)
         self.store.flush()
         with self._lock:
             if self._ids is not None:
                 self._ids = self._ids[self._ids != point]
-            self._ids_of.pop(str(removed.get("source", "")), None)
-        image = Path(str(removed.get("image", "")))
-        if image.parent.resolve() == self.uploads.resolve() and image.name == f"{point}.jpg":
-            image.unlink(missing_ok=True)
+            self._ids_of.pop(str(payload.get("source", "")), None)
+        self._forget_upload(point, Path(str(payload.get("image", ""))))
+        return payload
+
+    def _forget_upload(self, point: int, image: Path) -> None:
         _thumbnail.cache_clear()
-        return PhotoPoint.from_payload(removed)
+        if image.parent.resolve() != self.uploads.resolve() or image.name != f"{point}.jpg":
+            return  # not a photo this service kept: never deleted
+        try:
+            image.unlink(missing_ok=True)
+        except OSError as exc:  # the removal itself is done and durable
+            logger.warning("removed point %s, but its upload %s could not be deleted: %s", point, image, exc)
 
     # --- the collection -------------------------------------------------------------------------------------
     def count(self) -> int:
@@ -155,9 +166,12 @@ class ServedCollection:
         service's writes)."""
         with self._lock:
             if source is not None:
-                if source not in self._ids_of:
-                    self._ids_of[source] = np.sort(self.store.all_ids(source=source))
-                return self._ids_of[source]
+                if source in self._ids_of:
+                    return self._ids_of[source]
+                ids = np.sort(self.store.all_ids(source=source))
+                if len(ids):  # any name can be asked for: only real sources are kept
+                    self._ids_of[source] = ids
+                return ids
             if self._ids is None:
                 self._ids = np.sort(self.store.all_ids())
             return self._ids

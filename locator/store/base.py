@@ -26,6 +26,7 @@ NORM_TOLERANCE = 1e-3
 
 
 SOURCE_FIELD = "source"
+REMOVE_CHUNK = 10_000  # ids looked up and removed per request (a server's gRPC messages are bounded)
 FACET_LIMIT = 1 << 20  # distinct values counted at most (the finest partitions hold ~13 K to ~32 K cells)
 
 
@@ -146,12 +147,15 @@ class VectorStore(ABC):
                   for k, v in p.items()} for p in payloads]
         self._upsert([int(i) for i in ids], vectors, clean)
 
-    def remove(self, ids: Sequence[int]) -> dict[int, dict]:
-        """Remove points; returns the payloads of those that were there (ids not in the collection are skipped)."""
-        present = self.payloads([int(i) for i in ids])
-        if present:
-            self._remove(sorted(present))
-        return present
+    def remove(self, ids: Sequence[int]) -> list[int]:
+        """Remove points, `REMOVE_CHUNK` at a time; returns the ids that were there (others are skipped)."""
+        ids, removed = [int(i) for i in ids], []
+        for start in range(0, len(ids), REMOVE_CHUNK):
+            present = sorted(self.payloads(ids[start:start + REMOVE_CHUNK]))
+            if present:
+                self._remove(present)
+                removed += present
+        return removed
 
     def search(self, queries: np.ndarray, cells: Sequence[int | Sequence[int]] | None, k: int = 10,
                level: int = -1, exact: bool = False) -> Hits:

@@ -151,7 +151,7 @@ async function showCollection() {
     link.onclick = event => { event.preventDefault(); sourceFilter = name; offset = 0; showPage(); };
     summary.append(link);
   });
-  if (sourceFilter !== null && !(sourceFilter in h.sources)) sourceFilter = null;
+  if (sourceFilter !== null && !Object.hasOwn(h.sources, sourceFilter)) { sourceFilter = null; offset = 0; }
   const advice = document.getElementById("refit-advice");
   advice.textContent = h.refit_advised_for.length ? `The fused model was fitted without ${h.refit_advised_for.join(", ")}: ` +
     "refit it on this collection (geoloc-train fusion --store …) so that it trusts these references." : "";
@@ -161,7 +161,11 @@ async function showCollection() {
 
 async function showPage() {
   const only = sourceFilter === null ? "" : `&source=${encodeURIComponent(sourceFilter)}`;
-  const page = await fetch(`/v1/points?offset=${offset}&limit=${PAGE}${only}`).then(r => r.json());
+  let page = await fetch(`/v1/points?offset=${offset}&limit=${PAGE}${only}`).then(r => r.json());
+  if (page.total && offset >= page.total) {  // the last page's last photo was removed: show the page before
+    offset = Math.floor((page.total - 1) / PAGE) * PAGE;
+    page = await fetch(`/v1/points?offset=${offset}&limit=${PAGE}${only}`).then(r => r.json());
+  }
   const body = document.querySelector("#points tbody");
   body.innerHTML = "";
   for (const p of page.points) {

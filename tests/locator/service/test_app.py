@@ -173,6 +173,36 @@ def test_removing_a_reference_takes_it_out_of_search_the_view_and_the_uploads(wo
         assert client.delete(f"/v1/photos/{some['id']}", headers=auth).status_code == 200
         assert Path(next(r.image for r in world["background"] if Path(r.image).name == some["image"])).is_file()
         assert 'geoloc_points ' + str(float(before - 1)) in client.get("/metrics").text
+        for bad in ("-1", str(2 ** 64), "x"):  # not a point id: a clear 422, never a server error
+            assert client.delete(f"/v1/photos/{bad}", headers=auth).status_code == 422
+            assert client.get(f"/v1/photos/{bad}/thumbnail").status_code == 422
+        # a reference whose photo happens to be named like an upload, outside the uploads folder: left alone
+        other = listed["points"][1]
+        outside = tmp_path / f"{other['id']}.jpg"
+        outside.write_bytes(_jpeg())
+        stored = locator.store.payloads([int(other["id"])])[int(other["id"])]
+        locator.store.upsert([int(other["id"])], locator.store.vectors([int(other["id"])])[int(other["id"])][None],
+                             [{**stored, "image": str(tmp_path / "uploads" / ".." / outside.name)}])
+        assert client.delete(f"/v1/photos/{other['id']}", headers=auth).json()["id"] == other["id"]
+        assert outside.is_file()
+    locator.close()
+
+
+def test_thumbnails_are_revalidated_so_a_replaced_photo_shows_its_new_pixels(world, tmp_path):
+    client, locator = _client(world, tmp_path)
+    form = {"lat": "10.5", "lon": "-20.25", "photo_id": "p", "source": "field"}
+    with client:
+        point = client.post("/v1/photos", files={"image": ("a.jpg", _jpeg((200, 30, 30)), "image/jpeg")},
+                            data=form).json()["id"]
+        first = client.get(f"/v1/photos/{point}/thumbnail")
+        assert first.headers["cache-control"] == "no-cache" and first.headers["etag"]
+        tag = {"If-None-Match": first.headers["etag"]}
+        assert client.get(f"/v1/photos/{point}/thumbnail", headers=tag).status_code == 304
+        client.post("/v1/photos", files={"image": ("a.jpg", _jpeg((30, 30, 200)), "image/jpeg")}, data=form)
+        again = client.get(f"/v1/photos/{point}/thumbnail", headers=tag)
+        assert again.status_code == 200 and again.content != first.content
+        blue = np.asarray(Image.open(io.BytesIO(again.content))).reshape(-1, 3).mean(axis=0)
+        assert blue[2] > 150 > blue[0]
     locator.close()
 
 
@@ -316,6 +346,14 @@ def test_the_page_shows_the_estimate_and_the_neighbours_in_chromium(world, tmp_p
             page.wait_for_function("document.querySelectorAll('#points tbody tr').length === 1", timeout=30_000)
             page.click("#all-sources")
             page.wait_for_function("document.querySelectorAll('#points tbody tr').length > 1", timeout=30_000)
+            # the source's last photo removed: the source is gone, and the table shows every source again
+            page.locator("#collection-summary .source-filter", has_text="analyst 1").click()
+            page.wait_for_function("document.querySelectorAll('#points tbody tr').length === 1", timeout=30_000)
+            page.locator("#points tbody tr", has_text="field-2").locator("button.remove").click()
+            page.wait_for_function("!document.getElementById('collection-summary').textContent.includes('analyst')",
+                                   timeout=30_000)
+            page.wait_for_function("document.querySelectorAll('#points tbody tr').length > 1", timeout=30_000)
+            assert "of source" not in page.text_content("#page")
             browser.close()
     finally:
         server.should_exit = True
