@@ -78,19 +78,34 @@ function showPrediction(p, queryUrl) {
   }
   const strip = document.createElement("div");
   strip.className = "neighbours";
+  const note = document.createElement("div");
   for (const n of p.neighbours) {
+    const popup = document.createElement("div");
+    popup.className = "popup";
+    popup.innerHTML = `<img src="${esc(n.thumbnail)}" alt=""><b>${esc(n.photo_id)}</b> (${esc(n.source)})<br>` +
+      `similarity ${fmt(n.similarity, 3)} · ${fmt(n.distance_km, 1)} km from the estimate<br>`;
     const marker = L.circleMarker([n.lat, n.lon], { pane: "neighbours", radius: 5, color: "#2b6cb0",
-      fillOpacity: 0.9, className: "neighbour-marker" }).bindPopup(
-      `<div class="popup"><img src="${esc(n.thumbnail)}" alt=""><b>${esc(n.photo_id)}</b> (${esc(n.source)})<br>` +
-      `similarity ${fmt(n.similarity, 3)} · ${fmt(n.distance_km, 1)} km from the estimate</div>`);
+      fillOpacity: 0.9, className: "neighbour-marker" }).bindPopup(popup);
     resultsLayer.addLayer(marker);
     const thumb = document.createElement("div");
     thumb.className = "neighbour-thumb";
     thumb.innerHTML = `<img src="${esc(n.thumbnail)}" alt="${esc(n.photo_id)}"><span>${fmt(n.distance_km, 1)} km · ${fmt(n.similarity, 2)}</span>`;
     thumb.onclick = () => { map.setView([n.lat, n.lon], Math.max(map.getZoom(), 6)); marker.openPopup(); };
     strip.appendChild(thumb);
+    // Evidence found to be misattributed leaves the collection from here too; the estimate shown still used it.
+    const remove = document.createElement("button");
+    remove.className = "remove";
+    remove.textContent = "remove from the collection";
+    remove.onclick = () => removePhoto({ id: n.point_id, photo_id: n.photo_id, source: n.source }, note, () => {
+      note.textContent += ": locate the photo again for an estimate without it";
+      thumb.classList.add("removed");
+      marker.setStyle({ opacity: 0.3, fillOpacity: 0.2 });
+      marker.closePopup();
+    });
+    popup.appendChild(remove);
   }
   box.appendChild(strip);
+  box.appendChild(note);
   return box;
 }
 
@@ -175,7 +190,10 @@ async function showPage() {
         .filter(k => k.startsWith("s2_")).sort().map(k => p[k]).pop()) : ""}</td>` +
       `<td><button class="remove" title="take this reference out of the collection">remove</button></td>`;
     row.onclick = () => map.setView([p.lat, p.lon], 8);
-    row.querySelector(".remove").onclick = event => { event.stopPropagation(); removePhoto(p); };
+    row.querySelector(".remove").onclick = event => {
+      event.stopPropagation();
+      removePhoto(p, document.getElementById("points-status"), showCollection);
+    };
     body.appendChild(row);
   }
   listed = page.total;
@@ -193,11 +211,10 @@ async function showPage() {
 }
 
 // A misattributed or unwanted reference leaves the collection (the token, where the service has one, is the one
-// typed under "Add reference photos").
-async function removePhoto(p) {
+// typed under "Add reference photos"); `status` says how it went, and `done` runs once it is out.
+async function removePhoto(p, status, done) {
   if (!confirm(`Remove ${p.photo_id} (source ${p.source}) from the collection?`)) return;
   const token = document.querySelector("#add-form [name=token]").value;
-  const status = document.getElementById("points-status");
   let result;
   try {
     result = await answer(await fetch(`/v1/photos/${p.id}`, { method: "DELETE",
@@ -208,7 +225,7 @@ async function removePhoto(p) {
   status.className = result.ok ? "added" : "refused";
   status.textContent = result.ok ? `removed ${p.photo_id} of ${p.source}` : `${p.photo_id}: ${result.reason}` +
     (result.reason.startsWith("error 401") ? " (type the token under “Add reference photos”)" : "");
-  if (result.ok) { health(); showCollection(); }
+  if (result.ok) { health(); done(); }
 }
 
 // Each picked photo is added on its own: its id is the one typed (for a single photo) or its file name, its place

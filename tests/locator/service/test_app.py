@@ -309,6 +309,13 @@ def test_the_page_shows_the_estimate_and_the_neighbours_in_chromium(world, tmp_p
             assert loaded >= 1
             page.locator(".neighbour-marker").first.click(force=True)
             page.wait_for_selector(".leaflet-popup .popup img", timeout=10_000)
+            # that first neighbour (the photo added above) proves misattributed: removed from its popup
+            page.on("dialog", lambda dialog: dialog.accept())
+            page.click(".leaflet-popup .popup button.remove")
+            page.wait_for_selector(".neighbour-thumb.removed", timeout=30_000)
+            assert "locate the photo again" in page.text_content(".result")
+            assert httpx.get(f"http://127.0.0.1:{port}/v1/photos/{added.json()['id']}/thumbnail",
+                             timeout=60).status_code == 404
             page.click("#tab-collection")
             page.wait_for_selector(".cell-marker", timeout=30_000)
             page.wait_for_selector("#points tbody tr", timeout=30_000)
@@ -334,7 +341,6 @@ def test_the_page_shows_the_estimate_and_the_neighbours_in_chromium(world, tmp_p
             assert sorted(placed) == ["field-1", "field-2"]
             assert placed["field-1"] + placed["field-2"] == pytest.approx((45.4642, 9.19, 41.9028, 12.4964), abs=1e-6)
             # one of them proves misattributed: removed from its row in the table, after a confirmation
-            page.on("dialog", lambda dialog: dialog.accept())
             page.locator("#collection-summary .source-filter", has_text="analyst 2").click()  # the table: its 2 photos
             page.wait_for_function("document.querySelectorAll('#points tbody tr').length === 2", timeout=30_000)
             assert "of source analyst" in page.text_content("#page")
