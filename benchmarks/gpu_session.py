@@ -15,7 +15,9 @@ im2gps2k photos), but not Ray, FastAPI or the im2gps2k demo run. So this measure
    plans each shape and batch size; short runs measured mostly that), then again, timed, and written: photos/s
    for one GPU. Ray would decode
    in processes on every CPU instead; the embedding on the GPU is the same;
-4. `locate.py` on the held-out photos against that collection: ms per photo by stage at batch 1 and 64;
+4. `locate.py` on the held-out photos against that collection: ms per photo by stage at batch 1 and 64; then
+   `locate_profile.py`: the busiest operators of batch-1 locates, and the backbone at batch 1 under autocast
+   against a float16 copy (is converting it once worth it?);
 5. backbone fine-tuning read from MP16-format msgpack shards of the training photos: photos/s on one device,
    loader start-up included (one GPU: DDP's scaling across GPUs needs a machine with several);
 6. with `--train-scale`: `train_scale.py` at its full 4.7 M rows, the heads at batch 1024
@@ -187,6 +189,8 @@ def photo_steps(session: Session, args: argparse.Namespace, gpu: bool) -> None:
                                              "repeated": repeat, "ingest": timed})
         session.step("locate", run, str(HERE / "locate.py"), "--bundle", str(bundle), "--store", store,
                      "--photos", str(args.work / "split" / "val.csv"), "--results", str(args.results))
+        session.step("locate_profile", run, str(HERE / "locate_profile.py"), "--bundle", str(bundle), "--store",
+                     store, "--photos", str(args.work / "split" / "val.csv"), "--results", str(args.results))
     steps, batch = (args.finetune_steps or 100, 64) if gpu else (args.finetune_steps or 4, 16)
     tuned = session.step("finetune", finetune_rate, bundle, repeated(train, 20 if gpu else 1),
                          args.work / "finetune", steps, batch, max(1, (os.cpu_count() or 2) - 2))
