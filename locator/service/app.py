@@ -5,7 +5,8 @@
     POST /v1/photos                     multipart `image` + form lat, lon, photo_id[, owner, source]; 201
     DELETE /v1/photos/{id}              take a reference out of the collection
     GET  /v1/photos/{id}/thumbnail      a stored reference's thumbnail (from where it was read at ingest)
-    GET  /v1/points?offset=&limit=[&source=]  a page of the collection's payloads (of one source)
+    GET  /v1/points?offset=&limit=      a page of the collection's payloads; &source= only one source's,
+                                        &photo_id= the photos of that id (looked up, not scanned)
     GET  /v1/cells                      points per finest cell, with its centre and outline
     GET  /metrics                       Prometheus text
     GET  /                              the web page
@@ -112,14 +113,14 @@ def create_app(collection: ServedCollection, settings: ServiceSettings) -> FastA
     async def remove_photo(request: Request, point: int = POINT_ID) -> dict:
         _authorise(request, settings)
         try:
-            payload = await on_worker(collection.remove_photo, point)
+            removed = await on_worker(collection.remove_photo, point)
         except KeyError as exc:
             raise HTTPException(404, f"no photo {point} in the collection") from exc
         except GeolocError as exc:
             raise HTTPException(503, f"photo {point} could not be removed: {exc}") from exc
         metrics.points.dec()
-        return {"id": str(point), "photo_id": payload.get("photo_id"), "source": payload.get("source"),
-                "lat": payload.get("lat"), "lon": payload.get("lon"), "removed": True}
+        return {"id": str(point), "photo_id": removed.photo_id, "source": removed.source, "lat": removed.lat,
+                "lon": removed.lon, "removed": True}  # the id asked for (a point need not be named by its photo)
 
     @app.get("/v1/photos/{point}/thumbnail")
     async def thumbnail(request: Request, point: int = POINT_ID) -> Response:
@@ -138,8 +139,8 @@ def create_app(collection: ServedCollection, settings: ServiceSettings) -> FastA
 
     @app.get("/v1/points")
     async def points(offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500),
-                     source: str | None = Query(None)) -> dict:
-        total, rows = await on_worker(collection.page, offset, limit, source)
+                     source: str | None = Query(None), photo_id: str | None = Query(None)) -> dict:
+        total, rows = await on_worker(collection.page, offset, limit, source, photo_id)
         for row in rows:
             row["thumbnail"] = f"/v1/photos/{row['id']}/thumbnail"
         return {"total": total, "offset": offset, "points": rows}

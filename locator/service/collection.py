@@ -30,7 +30,7 @@ from locator.images import load_image, longest_side
 from locator.methods import LocateSettings
 from locator.predictions import Prediction
 from locator.shards import index_shard, read_shard_record
-from locator.store import SOURCE_FIELD, PhotoPoint, cell_field
+from locator.store import SOURCE_FIELD, PhotoPoint, cell_field, point_id
 
 THUMBNAIL_PX = 160
 logger = logging.getLogger(__name__)
@@ -125,9 +125,9 @@ class ServedCollection:
         return point, replaced
 
     # --- remove ---------------------------------------------------------------------------------------------
-    def remove_photo(self, point: int) -> dict:
-        """Take one reference out of the collection (durable when this returns) and return its payload; KeyError
-        if it is not there. A photo this service kept in its uploads folder goes too; photos read elsewhere at
+    def remove_photo(self, point: int) -> PhotoPoint:
+        """Take one reference out of the collection (durable when this returns) and return it; KeyError if it is
+        not there. A photo this service kept in its uploads folder goes too; photos read elsewhere at
         ingest are left alone."""
         payload = self.store.payloads([point]).get(point)
         if payload is None or not self.store.remove([point]):
@@ -138,7 +138,7 @@ class ServedCollection:
                 self._ids = self._ids[self._ids != point]
             self._ids_of.pop(str(payload.get("source", "")), None)
         self._forget_upload(point, Path(str(payload.get("image", ""))))
-        return payload
+        return PhotoPoint.from_payload(payload)
 
     def _forget_upload(self, point: int, image: Path) -> None:
         _thumbnail.cache_clear()
@@ -176,12 +176,20 @@ class ServedCollection:
                 self._ids = np.sort(self.store.all_ids())
             return self._ids
 
-    def page(self, offset: int, limit: int, source: str | None = None) -> tuple[int, list[dict]]:
-        ids = self.sorted_ids(source)
+    def page(self, offset: int, limit: int, source: str | None = None,
+             photo_id: str | None = None) -> tuple[int, list[dict]]:
+        """A page of the collection (of one source), or the photos named `photo_id` (in one source, or in any)."""
+        ids = self.sorted_ids(source) if photo_id is None else self._named(photo_id, source)
         chosen = [int(i) for i in ids[offset:offset + limit]]
         payloads = self.store.payloads(chosen)
         return len(ids), [{"id": str(i), **payloads[i], "image": _file_name(payloads[i])} for i in chosen
                           if i in payloads]
+
+    def _named(self, photo_id: str, source: str | None) -> np.ndarray:
+        """Point ids follow from (source, photo id): looked up directly in each source, no scan."""
+        sources = [source] if source is not None else list(self.source_counts())
+        wanted = sorted({point_id(s, photo_id) for s in sources})
+        return np.array(sorted(self.store.payloads(wanted)), dtype=np.int64)
 
     def thumbnail(self, point: int) -> bytes:
         payload = self.store.payloads([point]).get(point)

@@ -143,6 +143,7 @@ async function locate(files) {
 let offset = 0;
 let listed = 0;  // photos in the table's pages
 let sourceFilter = null;  // the table shows one source's photos, or all
+let findFilter = null;  // or the photos of one photo id
 const PAGE = 25;
 async function showCollection() {
   const cells = await fetch("/v1/cells").then(r => r.json());
@@ -175,7 +176,8 @@ async function showCollection() {
 }
 
 async function showPage() {
-  const only = sourceFilter === null ? "" : `&source=${encodeURIComponent(sourceFilter)}`;
+  const only = (sourceFilter === null ? "" : `&source=${encodeURIComponent(sourceFilter)}`) +
+    (findFilter === null ? "" : `&photo_id=${encodeURIComponent(findFilter)}`);
   let page = await fetch(`/v1/points?offset=${offset}&limit=${PAGE}${only}`).then(r => r.json());
   if (page.total && offset >= page.total) {  // the last page's last photo was removed: show the page before
     offset = Math.floor((page.total - 1) / PAGE) * PAGE;
@@ -199,13 +201,21 @@ async function showPage() {
   listed = page.total;
   const pager = document.getElementById("page");
   pager.textContent = `${page.total ? offset + 1 : 0}–${Math.min(offset + PAGE, page.total)} of ` +
-    `${page.total.toLocaleString()}` + (sourceFilter === null ? "" : ` of source ${sourceFilter || "(no source)"} · `);
-  if (sourceFilter !== null) {
+    `${page.total.toLocaleString()}` + (findFilter === null ? "" : ` named ${findFilter}`) +
+    (sourceFilter === null ? "" : ` of source ${sourceFilter || "(no source)"}`) +
+    (sourceFilter === null && findFilter === null ? "" : " · ");
+  if (sourceFilter !== null || findFilter !== null) {
     const all = document.createElement("a");
     all.href = "#";
-    all.id = "all-sources";
-    all.textContent = "all sources";
-    all.onclick = event => { event.preventDefault(); sourceFilter = null; offset = 0; showPage(); };
+    all.id = "show-all";
+    all.textContent = "show all";
+    all.onclick = event => {
+      event.preventDefault();
+      sourceFilter = findFilter = null;
+      document.getElementById("find").value = "";
+      offset = 0;
+      showPage();
+    };
     pager.append(all);
   }
 }
@@ -288,6 +298,12 @@ document.querySelectorAll(".tab").forEach(t => t.addEventListener("click", () =>
 document.getElementById("prev").onclick = () => { offset = Math.max(0, offset - PAGE); showPage(); };
 document.getElementById("next").onclick = () => { if (offset + PAGE < listed) { offset += PAGE; showPage(); } };
 document.getElementById("add-form").addEventListener("submit", addPhoto);
+document.getElementById("find").addEventListener("keydown", e => {
+  if (e.key !== "Enter") return;
+  findFilter = e.target.value.trim() || null;
+  offset = 0;
+  showPage();
+});
 map.on("click", e => {
   const form = document.getElementById("add-form");
   form.lat.value = e.latlng.lat.toFixed(6);

@@ -152,6 +152,9 @@ def test_removing_a_reference_takes_it_out_of_search_the_view_and_the_uploads(wo
         kept = next(iter(tmp_path.joinpath("uploads").iterdir()))
         of_field = client.get("/v1/points", params={"source": "field"}).json()
         assert of_field["total"] == 1 and [p["photo_id"] for p in of_field["points"]] == ["misattributed"]
+        named = client.get("/v1/points", params={"photo_id": "misattributed"}).json()  # in any source
+        assert named["total"] == 1 and named["points"][0]["id"] == point
+        assert client.get("/v1/points", params={"photo_id": "misattributed", "source": "world"}).json()["total"] == 0
         assert client.delete(f"/v1/photos/{point}").status_code == 401
         assert client.get("/v1/health").json()["points"] == before + 1
         answer = client.delete(f"/v1/photos/{point}", headers=auth)
@@ -163,6 +166,7 @@ def test_removing_a_reference_takes_it_out_of_search_the_view_and_the_uploads(wo
         listed = client.get("/v1/points", params={"limit": 500}).json()
         assert listed["total"] == pages["total"] and point not in [p["id"] for p in listed["points"]]
         assert client.get("/v1/points", params={"source": "field"}).json() == {"total": 0, "offset": 0, "points": []}
+        assert client.get("/v1/points", params={"photo_id": "misattributed"}).json()["total"] == 0
         assert client.get("/v1/cells").json()["total"] == before
         assert client.get(f"/v1/photos/{point}/thumbnail").status_code == 404
         found = client.post("/v1/locate", files=[("images", ("b.jpg", _jpeg(), "image/jpeg"))],
@@ -340,6 +344,12 @@ def test_the_page_shows_the_estimate_and_the_neighbours_in_chromium(world, tmp_p
             placed = {p["photo_id"]: (p["lat"], p["lon"]) for p in listed if p["source"] == "analyst"}
             assert sorted(placed) == ["field-1", "field-2"]
             assert placed["field-1"] + placed["field-2"] == pytest.approx((45.4642, 9.19, 41.9028, 12.4964), abs=1e-6)
+            page.fill("#find", "field-2")  # found by its photo id, in whichever source
+            page.press("#find", "Enter")
+            page.wait_for_function("document.querySelectorAll('#points tbody tr').length === 1", timeout=30_000)
+            assert "field-2" in page.text_content("#points tbody") and "named field-2" in page.text_content("#page")
+            page.click("#show-all")
+            page.wait_for_function("document.querySelectorAll('#points tbody tr').length > 1", timeout=30_000)
             # one of them proves misattributed: removed from its row in the table, after a confirmation
             page.locator("#collection-summary .source-filter", has_text="analyst 2").click()  # the table: its 2 photos
             page.wait_for_function("document.querySelectorAll('#points tbody tr').length === 2", timeout=30_000)
@@ -350,7 +360,7 @@ def test_the_page_shows_the_estimate_and_the_neighbours_in_chromium(world, tmp_p
             listed = httpx.get(f"http://127.0.0.1:{port}/v1/points", params={"limit": 500}, timeout=60).json()["points"]
             assert sorted(p["photo_id"] for p in listed if p["source"] == "analyst") == ["field-2"]
             page.wait_for_function("document.querySelectorAll('#points tbody tr').length === 1", timeout=30_000)
-            page.click("#all-sources")
+            page.click("#show-all")
             page.wait_for_function("document.querySelectorAll('#points tbody tr').length > 1", timeout=30_000)
             # the source's last photo removed: the source is gone, and the table shows every source again
             page.locator("#collection-summary .source-filter", has_text="analyst 1").click()
