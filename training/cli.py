@@ -403,7 +403,8 @@ def _commands(commands: argparse._SubParsersAction) -> None:
     features.add_argument("--precision", choices=["auto", "float32"], default="auto",
                           help="what the backbone computes in: auto = float16 on CUDA, bfloat16 on a CPU that has it "
                                "natively, else float32; float32 = full precision everywhere (default: auto)")
-    features.add_argument("--batch-size", type=int, default=None, help="default: 32 on a GPU, 4 on a CPU")
+    features.add_argument("--batch-size", type=int, default=None,
+                          help="photos of one shape through the backbone together (default: 128 on a GPU, 4 on a CPU)")
     features.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
     features.set_defaults(run=_features)
 

@@ -11,7 +11,7 @@ from locator.settings import option
 class ServiceSettings:
     host: str = option("127.0.0.1", "address to listen on (0.0.0.0 opens the service to the network)")
     port: int = option(8000, "port to listen on", minimum=0, maximum=65535)
-    token: str | None = option(None, "bearer token that writes (POST /v1/photos) must carry (default: "
+    token: str | None = option(None, "bearer token that writes (POST and DELETE /v1/photos) must carry (default: "
                                      "$GEOLOC_TOKEN; without either, writes are open)")
     cors: str | None = option(None, "allow cross-origin requests from this origin (default: none)")
     uploads: str | None = option(None, "folder for photos added through the service (default: beside an Edge "
