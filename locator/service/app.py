@@ -14,7 +14,7 @@
 Limits: request bodies above `max_upload_mb` get 413, as do locate requests with more than `max_photos` photos;
 a request that takes longer than `timeout_s` gets 504. Image content is identified by Pillow from its bytes,
 never from a file name, and Pillow's decompression-bomb limit stays on. Writes need `Authorization: Bearer <token>`
-when a token is set. CORS is off unless an origin is given.
+when a token is set, and are refused from pages of another origin. CORS is off unless an origin is given.
 """
 
 from __future__ import annotations
@@ -167,6 +167,13 @@ def create_app(collection: ServedCollection, settings: ServiceSettings) -> FastA
 
 
 def _authorise(request: Request, settings: ServiceSettings) -> None:
+    """A write is refused when a browser sends it from another site's page (whose form posts need no CORS
+    preflight: without this, any page an analyst opens could plant references), or without the token if set."""
+    origin = request.headers.get("origin")
+    if origin is not None and origin not in (f"{request.url.scheme}://{request.headers.get('host', '')}",
+                                             settings.cors):
+        raise HTTPException(403, f"writes from pages of another origin ({origin}) are refused; "
+                                 "start the service with --cors ORIGIN to allow one")
     if settings.token and request.headers.get("authorization", "") != f"Bearer {settings.token}":
         raise HTTPException(401, "this service needs `Authorization: Bearer <token>` for writes",
                             headers={"WWW-Authenticate": "Bearer"})

@@ -270,6 +270,25 @@ def test_limits_and_the_token(world, tmp_path):
     locator.close()
 
 
+def test_writes_from_another_sites_page_are_refused(world, tmp_path):
+    client, locator = _client(world, tmp_path, cors="https://newsroom.example")
+    form = {"lat": "1", "lon": "2", "photo_id": "planted", "source": "field"}
+    with client:
+        before = client.get("/v1/health").json()["points"]
+        planted = client.post("/v1/photos", files={"image": ("a.jpg", _jpeg(), "image/jpeg")}, data=form,
+                              headers={"Origin": "http://evil.example"})
+        assert planted.status_code == 403 and "another origin" in planted.json()["detail"]
+        some = client.get("/v1/points", params={"limit": 1}).json()["points"][0]["id"]
+        assert client.delete(f"/v1/photos/{some}", headers={"Origin": "http://evil.example"}).status_code == 403
+        assert client.get("/v1/health").json()["points"] == before
+        for origin in ("http://testserver", "https://newsroom.example"):  # the page's own, and the allowed one
+            answer = client.post("/v1/photos", files={"image": ("a.jpg", _jpeg(), "image/jpeg")},
+                                 data={**form, "photo_id": origin}, headers={"Origin": origin})
+            assert answer.status_code == 201, answer.text
+        assert client.get("/v1/health").json()["points"] == before + 2
+    locator.close()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
