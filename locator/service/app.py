@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import time
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, File, Form, HTTPException, Path, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
@@ -170,8 +171,8 @@ def _authorise(request: Request, settings: ServiceSettings) -> None:
     """A write is refused when a browser sends it from another site's page (whose form posts need no CORS
     preflight: without this, any page an analyst opens could plant references), or without the token if set."""
     origin = request.headers.get("origin")
-    if origin is not None and origin not in (f"{request.url.scheme}://{request.headers.get('host', '')}",
-                                             settings.cors):
+    # Compared by host and port only: behind a TLS proxy the page is https while this service sees http.
+    if origin is not None and origin != settings.cors and urlsplit(origin).netloc != request.headers.get("host"):
         raise HTTPException(403, f"writes from pages of another origin ({origin}) are refused; "
                                  "start the service with --cors ORIGIN to allow one")
     if settings.token and request.headers.get("authorization", "") != f"Bearer {settings.token}":
