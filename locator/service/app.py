@@ -167,12 +167,23 @@ def create_app(collection: ServedCollection, settings: ServiceSettings) -> FastA
     return app
 
 
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def _own_page(origin, request: Request, settings: ServiceSettings) -> bool:
+    """Whether a browser's write comes from this service's own page: same host and port (not scheme: behind a TLS
+    proxy the page is https while this service sees http), and, for a service bound to loopback, a loopback name
+    (a site whose name an attacker points at 127.0.0.1 would otherwise count as the page's own)."""
+    if origin.netloc != request.headers.get("host"):
+        return False
+    return settings.host not in LOOPBACK or origin.hostname in LOOPBACK
+
+
 def _authorise(request: Request, settings: ServiceSettings) -> None:
     """A write is refused when a browser sends it from another site's page (whose form posts need no CORS
     preflight: without this, any page an analyst opens could plant references), or without the token if set."""
     origin = request.headers.get("origin")
-    # Compared by host and port only: behind a TLS proxy the page is https while this service sees http.
-    if origin is not None and origin != settings.cors and urlsplit(origin).netloc != request.headers.get("host"):
+    if origin is not None and origin != settings.cors and not _own_page(urlsplit(origin), request, settings):
         raise HTTPException(403, f"writes from pages of another origin ({origin}) are refused; "
                                  "start the service with --cors ORIGIN to allow one")
     if settings.token and request.headers.get("authorization", "") != f"Bearer {settings.token}":

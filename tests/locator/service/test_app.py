@@ -272,21 +272,30 @@ def test_limits_and_the_token(world, tmp_path):
 
 def test_writes_from_another_sites_page_are_refused(world, tmp_path):
     client, locator = _client(world, tmp_path, cors="https://newsroom.example")
+    client.base_url = "http://127.0.0.1:8000"  # the service is bound to loopback (the default host)
     form = {"lat": "1", "lon": "2", "photo_id": "planted", "source": "field"}
+
+    def post(origin: str, host: str | None = None, photo_id: str = "planted"):
+        headers = {"Origin": origin, **({"Host": host} if host else {})}
+        return client.post("/v1/photos", files={"image": ("a.jpg", _jpeg(), "image/jpeg")},
+                           data={**form, "photo_id": photo_id}, headers=headers)
+
     with client:
         before = client.get("/v1/health").json()["points"]
-        planted = client.post("/v1/photos", files={"image": ("a.jpg", _jpeg(), "image/jpeg")}, data=form,
-                              headers={"Origin": "http://evil.example"})
+        planted = post("http://evil.example")
         assert planted.status_code == 403 and "another origin" in planted.json()["detail"]
+        # DNS rebinding: a name the attacker points at 127.0.0.1, so that Origin and Host agree
+        assert post("http://evil.example:8000", host="evil.example:8000").status_code == 403
         some = client.get("/v1/points", params={"limit": 1}).json()["points"][0]["id"]
         assert client.delete(f"/v1/photos/{some}", headers={"Origin": "http://evil.example"}).status_code == 403
         assert client.get("/v1/health").json()["points"] == before
-        # the page's own (also as https, behind a TLS proxy), and the allowed one
-        for origin in ("http://testserver", "https://testserver", "https://newsroom.example"):
-            answer = client.post("/v1/photos", files={"image": ("a.jpg", _jpeg(), "image/jpeg")},
-                                 data={**form, "photo_id": origin}, headers={"Origin": origin})
+        # the page's own (also as https, behind a TLS proxy), by either loopback name, and the allowed origin
+        for k, (origin, host) in enumerate([("http://127.0.0.1:8000", None), ("https://127.0.0.1:8000", None),
+                                            ("http://localhost:8000", "localhost:8000"),
+                                            ("https://newsroom.example", None)]):
+            answer = post(origin, host, photo_id=f"allowed-{k}")
             assert answer.status_code == 201, answer.text
-        assert client.get("/v1/health").json()["points"] == before + 3
+        assert client.get("/v1/health").json()["points"] == before + 4
     locator.close()
 
 
