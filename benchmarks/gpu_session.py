@@ -136,7 +136,10 @@ def ingest_stages(bundle: Path, location: str, rows: list[dict], batch: int, thr
     embedder = Embedder(str(bundle), placeable_head=None)
     writer = WriterStage(location, str(bundle), str(bundle.parent / "rejects.csv"), False, 10_000)
     try:
-        return _timed_stream(rows, preprocessing, embedder, writer, batch, threads)
+        timed = _timed_stream(rows, preprocessing, embedder, writer, batch, threads)
+        start = time.perf_counter()
+        writer.store.optimize()  # as ingest does at its end: locate.py then searches through the graph
+        return {**timed, "index_seconds": round(time.perf_counter() - start, 2)}
     finally:
         writer.writer.close()
         writer.store.close()

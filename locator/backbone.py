@@ -192,14 +192,16 @@ def default_batch_size(device: torch.device) -> int:
 _PREPARED: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, nn.Module]] = weakref.WeakKeyDictionary()
 
 
-def prepare(backbone: nn.Module, device: torch.device, fold: bool = True) -> nn.Module:
+def prepare(backbone: nn.Module, device: torch.device, fold: bool = True, half: bool = False) -> nn.Module:
     """An inference copy of the backbone on `device`: eval mode, channels_last (~1.7× faster on this CPU), and with
     `fold`, batch norms folded into their convolutions where that computes the same in float32 (locator.folding;
     under bfloat16 the folded features are a little further from float32's: benchmarks/results/features.md and
-    folding_eval.md).
+    folding_eval.md). With `half`, its weights become float16 once (CUDA's inference precision): under autocast
+    they were cast again on every call, 9.3 against 6.0 ms a photo at batch 1 on an H100 with features at a cosine
+    of 1.000000 (benchmarks/results/gpu/h100/2026-11-28).
     The copy is kept until the backbone's weights change (an optimiser step, a load), and the backbone itself is
     left as it is."""
-    key = (str(device), fold, *((t.data_ptr(), -1 if t.is_inference() else t._version)  # inference tensors: no version
+    key = (str(device), fold, half, *((t.data_ptr(), -1 if t.is_inference() else t._version)  # inference tensors: no version
                                 for t in (*backbone.parameters(), *backbone.buffers())))
     cached = _PREPARED.get(backbone)
     if cached is not None and cached[0] == key:
@@ -209,6 +211,8 @@ def prepare(backbone: nn.Module, device: torch.device, fold: bool = True) -> nn.
         probe_device = next(backbone.parameters(), torch.empty(0)).device
         model = folded(backbone, torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)).to(probe_device))
     model = (model or copy.deepcopy(backbone).eval()).to(device, memory_format=torch.channels_last)
+    if half:
+        model = model.half()
     _PREPARED[backbone] = (key, model)
     return model
 
@@ -254,7 +258,7 @@ def padded_size(rows: int) -> int:
 def forward_batch(backbone: nn.Module, batch: torch.Tensor, device: torch.device,
                   dtype: torch.dtype | None = None, pad: bool | None = None) -> np.ndarray:
     """Features (B, D) float32 of one batch of equal-shape tensors, under `autocast_dtype(device)` unless `dtype`
-    is given (torch.float32 forces full precision). The copy to a GPU is pinned and non-blocking. `pad` (default:
+    is given (torch.float32 forces full precision); a float16 backbone (`prepare`'s `half`) computes in float16. The copy to a GPU is pinned and non-blocking. `pad` (default:
     on CUDA) computes the batch at `padded_size`."""
     rows = len(batch)
     if device.type == "cuda":
@@ -263,6 +267,8 @@ def forward_batch(backbone: nn.Module, batch: torch.Tensor, device: torch.device
     if (device.type == "cuda" if pad is None else pad) and padded_size(rows) > rows:
         batch = torch.cat([batch, batch.new_zeros((padded_size(rows) - rows, *batch.shape[1:]))])
     batch = batch.contiguous(memory_format=torch.channels_last)
+    if next(backbone.parameters()).dtype == torch.float16:  # prepare's float16 copy: no autocast
+        return backbone(batch.half())[:rows].float().cpu().numpy()
     dtype = dtype or autocast_dtype(device)
     with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype not in (None, torch.float32)):
         return backbone(batch)[:rows].float().cpu().numpy()
@@ -274,7 +280,7 @@ def stream_features(backbone: nn.Module, stream: Iterable[tuple[int, torch.Tenso
     """(positions, features) per shape bucket of a (position, tensor) stream (locator.bucketing); `dtype` as
     `forward_batch`'s."""
     device = torch.device(device) if device is not None else default_device()
-    model = prepare(backbone, device)
+    model = prepare(backbone, device, half=device.type == "cuda" and (dtype or autocast_dtype(device)) == torch.float16)
     for indices, batch in bucketed(stream, batch_size or default_batch_size(device)):
         yield indices, forward_batch(model, batch, device, dtype)
 

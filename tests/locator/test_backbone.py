@@ -162,3 +162,19 @@ def test_describe_device_names_the_cpu_its_cores_and_bfloat16(monkeypatch):
         monkeypatch.setattr(backbone_module, "cpu_has_native_bfloat16", lambda: native)
         assert backbone_module.describe_device(torch.device("cpu")) == f"CPU (Some CPU, 7 cores, {said})"
     assert backbone_module.cpu_model()  # this machine's, from /proc/cpuinfo or platform
+
+
+def test_a_float16_copy_computes_without_autocast_and_close_to_float32(lite0):
+    cpu = torch.device("cpu")
+    half = prepare(lite0, cpu, half=True)
+    assert all(p.dtype == torch.float16 for p in half.parameters())
+    assert prepare(lite0, cpu, half=True) is half  # kept
+    assert all(p.dtype == torch.float32 for p in prepare(lite0, cpu).parameters())  # not the float16 one
+    half = prepare(lite0, cpu, half=True)
+    assert all(p.dtype == torch.float32 for p in lite0.parameters())  # the backbone itself is left as it is
+    x = torch.randn(3, 3, 96, 128, generator=torch.Generator().manual_seed(0))
+    full = forward_batch(prepare(lite0, cpu), x, cpu, torch.float32)
+    got = forward_batch(half, x, cpu, torch.float32)  # the copy's float16, whatever dtype asks for autocast
+    assert got.dtype == np.float32
+    cosine = (got * full).sum(axis=1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(full, axis=1))
+    assert cosine.min() > 0.999 and not np.array_equal(got, full)
