@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import ipaddress
 import time
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
@@ -30,7 +31,7 @@ from fastapi import FastAPI, File, Form, HTTPException, Path, Query, Request, Up
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from locator.errors import GeolocError
+from locator.errors import GeolocError, SettingsError
 from locator.methods import LocateSettings
 from locator.service.batcher import MicroBatcher
 from locator.service.cells import cell_polygon
@@ -45,6 +46,9 @@ POINT_ID = Path(ge=0, lt=2 ** 63, description="a point id, as /v1/locate and /v1
 
 
 def create_app(collection: ServedCollection, settings: ServiceSettings) -> FastAPI:
+    if settings.cors in ("*", "null"):
+        raise SettingsError(f"--cors {settings.cors}: give one origin (scheme://host[:port]); {settings.cors} would let "
+                            "any page write")
     batcher = MicroBatcher(collection.locate_groups, collection.worker, settings.max_batch, settings.batch_wait_ms)
 
     @contextlib.asynccontextmanager
@@ -167,25 +171,32 @@ def create_app(collection: ServedCollection, settings: ServiceSettings) -> FastA
     return app
 
 
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-
-
-def _own_page(origin, request: Request, settings: ServiceSettings) -> bool:
-    """Whether a browser's write comes from this service's own page: same host and port (not scheme: behind a TLS
-    proxy the page is https while this service sees http), and, for a service bound to loopback, a loopback name
-    (a site whose name an attacker points at 127.0.0.1 would otherwise count as the page's own)."""
-    if origin.netloc != request.headers.get("host"):
+def _own_page(origin, request: Request) -> bool:
+    """Whether a browser's write comes from this service's own page: the same host and port as the request's Host
+    (not the scheme: behind a TLS proxy the page is https while this service sees http), named by an IP address or
+    `localhost`. A DNS name is refused unless it is the `--cors` origin: an attacker's name pointed at this
+    service's address (DNS rebinding) would otherwise pass for its own page."""
+    if origin.netloc != request.headers.get("host") or origin.hostname is None:
         return False
-    return settings.host not in LOOPBACK or origin.hostname in LOOPBACK
+    if origin.hostname == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(origin.hostname)
+    except ValueError:
+        return False
+    return True
 
 
 def _authorise(request: Request, settings: ServiceSettings) -> None:
     """A write is refused when a browser sends it from another site's page (whose form posts need no CORS
     preflight: without this, any page an analyst opens could plant references), or without the token if set."""
     origin = request.headers.get("origin")
-    if origin is not None and origin != settings.cors and not _own_page(urlsplit(origin), request, settings):
-        raise HTTPException(403, f"writes from pages of another origin ({origin}) are refused; "
-                                 "start the service with --cors ORIGIN to allow one")
+    if origin is None and request.headers.get("sec-fetch-site") == "cross-site":
+        origin = "another site"  # a browser that sent no Origin still says where the request came from
+    if origin is not None and origin != (settings.cors or "").rstrip("/") and not _own_page(urlsplit(origin), request):
+        raise HTTPException(403, f"writes from pages of another origin ({origin}) are refused; start the service "
+                                 "with --cors ORIGIN to allow one (a page served under a DNS name, e.g. through a "
+                                 "proxy, needs it too)")
     if settings.token and request.headers.get("authorization", "") != f"Bearer {settings.token}":
         raise HTTPException(401, "this service needs `Authorization: Bearer <token>` for writes",
                             headers={"WWW-Authenticate": "Bearer"})

@@ -96,12 +96,17 @@ function showPrediction(p, queryUrl) {
     const remove = document.createElement("button");
     remove.className = "remove";
     remove.textContent = "remove from the collection";
-    remove.onclick = () => removePhoto({ id: n.point_id, photo_id: n.photo_id, source: n.source }, note, () => {
-      note.textContent += ": locate the photo again for an estimate without it";
-      thumb.classList.add("removed");
-      marker.setStyle({ opacity: 0.3, fillOpacity: 0.2 });
-      marker.closePopup();
-    });
+    remove.onclick = async () => {
+      remove.disabled = true;  // one removal at a time; for good once it is done
+      const removed = await removePhoto({ id: n.point_id, photo_id: n.photo_id, source: n.source }, note, () => {
+        note.textContent += ": locate the photo again for an estimate without it";
+        thumb.classList.add("removed");
+        marker.setStyle({ opacity: 0.3, fillOpacity: 0.2 });
+        marker.closePopup();
+        remove.textContent = "removed";
+      });
+      remove.disabled = removed;
+    };
     popup.appendChild(remove);
   }
   box.appendChild(strip);
@@ -223,7 +228,7 @@ async function showPage() {
 // A misattributed or unwanted reference leaves the collection (the token, where the service has one, is the one
 // typed under "Add reference photos"); `status` says how it went, and `done` runs once it is out.
 async function removePhoto(p, status, done) {
-  if (!confirm(`Remove ${p.photo_id} (source ${p.source}) from the collection?`)) return;
+  if (!confirm(`Remove ${p.photo_id} (source ${p.source}) from the collection?`)) return false;
   const token = document.querySelector("#add-form [name=token]").value;
   let result;
   try {
@@ -236,6 +241,7 @@ async function removePhoto(p, status, done) {
   status.textContent = result.ok ? `removed ${p.photo_id} of ${p.source}` : `${p.photo_id}: ${result.reason}` +
     (result.reason.startsWith("error 401") ? " (type the token under “Add reference photos”)" : "");
   if (result.ok) { health(); done(); }
+  return result.ok;
 }
 
 // Each picked photo is added on its own: its id is the one typed (for a single photo) or its file name, its place
@@ -298,12 +304,13 @@ document.querySelectorAll(".tab").forEach(t => t.addEventListener("click", () =>
 document.getElementById("prev").onclick = () => { offset = Math.max(0, offset - PAGE); showPage(); };
 document.getElementById("next").onclick = () => { if (offset + PAGE < listed) { offset += PAGE; showPage(); } };
 document.getElementById("add-form").addEventListener("submit", addPhoto);
-document.getElementById("find").addEventListener("keydown", e => {
-  if (e.key !== "Enter") return;
-  findFilter = e.target.value.trim() || null;
+function find(value) {
+  findFilter = value.trim() || null;
   offset = 0;
   showPage();
-});
+}
+document.getElementById("find").addEventListener("keydown", e => { if (e.key === "Enter") find(e.target.value); });
+document.getElementById("find").addEventListener("search", e => { if (!e.target.value) find(""); });  // its ✕
 map.on("click", e => {
   const form = document.getElementById("add-form");
   form.lat.value = e.latlng.lat.toFixed(6);

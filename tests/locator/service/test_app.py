@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from locator.api import Locator
+from locator.errors import SettingsError
 from locator.methods import LocateSettings
 from locator.service.app import create_app
 from locator.service.collection import ServedCollection
@@ -288,6 +289,8 @@ def test_writes_from_another_sites_page_are_refused(world, tmp_path):
         assert post("http://evil.example:8000", host="evil.example:8000").status_code == 403
         some = client.get("/v1/points", params={"limit": 1}).json()["points"][0]["id"]
         assert client.delete(f"/v1/photos/{some}", headers={"Origin": "http://evil.example"}).status_code == 403
+        # a browser that sends no Origin but says the request is cross-site
+        assert client.delete(f"/v1/photos/{some}", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
         assert client.get("/v1/health").json()["points"] == before
         # the page's own (also as https, behind a TLS proxy), by either loopback name, and the allowed origin
         for k, (origin, host) in enumerate([("http://127.0.0.1:8000", None), ("https://127.0.0.1:8000", None),
@@ -297,6 +300,9 @@ def test_writes_from_another_sites_page_are_refused(world, tmp_path):
             assert answer.status_code == 201, answer.text
         assert client.get("/v1/health").json()["points"] == before + 4
     locator.close()
+    for any_page in ("*", "null"):
+        with pytest.raises(SettingsError, match="give one origin"):
+            _client(world, tmp_path / any_page.strip("*") / "x", cors=any_page)
 
 
 def _free_port() -> int:
