@@ -201,8 +201,9 @@ def prepare(backbone: nn.Module, device: torch.device, fold: bool = True, half: 
     of 1.000000 (benchmarks/results/gpu/h100/2026-11-28).
     The copy is kept until the backbone's weights change (an optimiser step, a load), and the backbone itself is
     left as it is."""
-    key = (str(device), fold, half, *((t.data_ptr(), -1 if t.is_inference() else t._version)  # inference tensors: no version
-                                for t in (*backbone.parameters(), *backbone.buffers())))
+    tensors = (*backbone.parameters(), *backbone.buffers())
+    key = (str(device), fold, half,  # inference tensors have no version
+           *((t.data_ptr(), -1 if t.is_inference() else t._version) for t in tensors))
     cached = _PREPARED.get(backbone)
     if cached is not None and cached[0] == key:
         return cached[1]
@@ -258,8 +259,8 @@ def padded_size(rows: int) -> int:
 def forward_batch(backbone: nn.Module, batch: torch.Tensor, device: torch.device,
                   dtype: torch.dtype | None = None, pad: bool | None = None) -> np.ndarray:
     """Features (B, D) float32 of one batch of equal-shape tensors, under `autocast_dtype(device)` unless `dtype`
-    is given (torch.float32 forces full precision); a float16 backbone (`prepare`'s `half`) computes in float16. The copy to a GPU is pinned and non-blocking. `pad` (default:
-    on CUDA) computes the batch at `padded_size`."""
+    is given (torch.float32 forces full precision); a float16 backbone (`prepare`'s `half`) computes in float16.
+    The copy to a GPU is pinned and non-blocking. `pad` (default: on CUDA) computes the batch at `padded_size`."""
     rows = len(batch)
     if device.type == "cuda":
         batch = batch.pin_memory()

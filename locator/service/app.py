@@ -47,8 +47,8 @@ POINT_ID = Path(ge=0, lt=2 ** 63, description="a point id, as /v1/locate and /v1
 
 def create_app(collection: ServedCollection, settings: ServiceSettings) -> FastAPI:
     if settings.cors in ("*", "null"):
-        raise SettingsError(f"--cors {settings.cors}: give one origin (scheme://host[:port]); {settings.cors} would let "
-                            "any page write")
+        raise SettingsError(f"--cors {settings.cors}: give one origin (scheme://host[:port]); {settings.cors} would "
+                            "let any page write")
     batcher = MicroBatcher(collection.locate_groups, collection.worker, settings.max_batch, settings.batch_wait_ms)
 
     @contextlib.asynccontextmanager
@@ -191,10 +191,13 @@ def _authorise(request: Request, settings: ServiceSettings) -> None:
     """A write is refused when a browser sends it from another site's page (whose form posts need no CORS
     preflight: without this, any page an analyst opens could plant references), or without the token if set."""
     origin = request.headers.get("origin")
-    if origin is None and request.headers.get("sec-fetch-site") == "cross-site":
-        origin = "another site"  # a browser that sent no Origin still says where the request came from
-    if origin is not None and origin != (settings.cors or "").rstrip("/") and not _own_page(urlsplit(origin), request):
-        raise HTTPException(403, f"writes from pages of another origin ({origin}) are refused; start the service "
+    if origin is None:  # a browser that sent no Origin still says whether the request came from another site
+        foreign = request.headers.get("sec-fetch-site") == "cross-site"
+    else:
+        foreign = origin != (settings.cors or "").rstrip("/") and not _own_page(urlsplit(origin), request)
+    if foreign:
+        raise HTTPException(403, f"writes from pages of another origin ({origin or 'another site'}) are refused; "
+                                 "start the service "
                                  "with --cors ORIGIN to allow one (a page served under a DNS name, e.g. through a "
                                  "proxy, needs it too)")
     if settings.token and request.headers.get("authorization", "") != f"Bearer {settings.token}":

@@ -135,7 +135,8 @@ class EdgeStore(VectorStore):
         return {h.value: int(h.count) for h in hits if h.count > 0}  # a removed value can stay with 0
 
     def all_ids(self, source: str | None = None) -> np.ndarray:
-        only = None if source is None else qe.Filter(must=[qe.FieldCondition(SOURCE_FIELD, match=qe.MatchValue(source))])
+        only = (None if source is None
+                else qe.Filter(must=[qe.FieldCondition(SOURCE_FIELD, match=qe.MatchValue(source))]))
         ids, offset = [], None
         while True:
             records, offset = self.shard.scroll(qe.ScrollRequest(limit=_SCROLL_PAGE, offset=offset, with_payload=False,
