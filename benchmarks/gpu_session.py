@@ -23,8 +23,11 @@ im2gps2k photos), but not Ray, FastAPI or the im2gps2k demo run. So this measure
 6. with `--train-scale`: `train_scale.py` at its full 4.7 M rows, the heads at batch 1024
    (`--train-scale-batch-size`; needs ~17 GB of disk and about 3 minutes, and the MP16 coordinates and
    partitions of `shared/meta`: carry them, see below);
-7. with `--serve`: `serve.py` on that bundle and store (`geoloc serve` under 1, 4 and 16 clients for 10 s each,
-   2 kill -9 trials). The GPU machine lacks FastAPI and uvicorn: download their wheels into `.gpu/whl` (below).
+7. with `--serve` (run before step 5): `serve.py` on that bundle and store (`geoloc serve`, warmed up before it
+   listens, under 1, 4 and 16 clients for 10 s each, 2 kill -9 trials). The GPU machine lacks FastAPI and
+   uvicorn: download their wheels into `.gpu/whl` (below).
+
+`--skip features locate_profile finetune` leaves out steps already measured.
 
 A step that fails is recorded in `gpu_session.json` and the session goes on; every step's results are written
 as soon as it ends.
@@ -51,6 +54,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -63,6 +67,8 @@ import numpy as np
 HERE = Path(__file__).parent
 ROOT = HERE.parent
 ARCH, SIZE = "tf_efficientnet_lite0", 300
+SKIPPABLE = ("features", "locate_profile", "finetune")
+PHOTO_WORK = ("split", "cells", "bundle", "features", "store", "serve_bench", "finetune", "rejects.csv")
 
 
 def run(*command: str) -> None:
@@ -176,7 +182,11 @@ def _timed_stream(rows: list[dict], preprocessing: dict, embedder, writer, batch
 
 
 def photo_steps(session: Session, args: argparse.Namespace, gpu: bool) -> None:
-    """Steps 1-5, and 7 with --serve."""
+    """Steps 1-5, with --serve 7 before 5; a previous call's photo steps' work is cleared first (on a machine
+    still warm, its feature cache would refuse the new bundle), its train_scale cache kept."""
+    for name in PHOTO_WORK:
+        path = args.work / name
+        path.unlink() if path.is_file() else shutil.rmtree(path, ignore_errors=True)
     session.step("features", run, str(HERE / "features.py"), "--photos", args.photos, "--results", str(args.results),
                  *(("--repeat", "4", "--exact-n", "16") if gpu else ()))
     bundle = session.step("world", build_world, args.photos, args.work)
@@ -194,14 +204,14 @@ def photo_steps(session: Session, args: argparse.Namespace, gpu: bool) -> None:
                      "--photos", str(args.work / "split" / "val.csv"), "--results", str(args.results))
         session.step("locate_profile", run, str(HERE / "locate_profile.py"), "--bundle", str(bundle), "--store",
                      store, "--photos", str(args.work / "split" / "val.csv"), "--results", str(args.results))
+    if args.serve and timed is not None:  # it serves the store that ingest wrote
+        session.step("serve", run, str(HERE / "serve.py"), "--run", str(args.work), "--seconds", "10", "--trials",
+                     "2", "--work", str(args.work / "serve_bench"), "--results", str(args.results))
     steps, batch = (args.finetune_steps or 100, 64) if gpu else (args.finetune_steps or 4, 16)
     tuned = session.step("finetune", finetune_rate, bundle, repeated(train, 20 if gpu else 1),
                          args.work / "finetune", steps, batch, max(1, (os.cpu_count() or 2) - 2))
     if tuned is not None:
         session.write("finetune.json", {"device": device_name(), "backbone": f"{ARCH} at {SIZE} px", **tuned})
-    if args.serve and timed is not None:  # it serves the store that ingest wrote
-        session.step("serve", run, str(HERE / "serve.py"), "--run", str(args.work), "--seconds", "10", "--trials",
-                     "2", "--work", str(args.work / "serve_bench"), "--results", str(args.results))
 
 
 def read_rows(manifest: Path) -> list[dict]:
@@ -236,11 +246,13 @@ def main() -> None:
     parser.add_argument("--train-scale-batch-size", type=int, default=1024,
                         help="train_scale.py's head batch (256, the heads' default, was measured on an H100 on "
                              "2026-11-27)")
+    parser.add_argument("--skip", nargs="+", default=[], choices=SKIPPABLE,
+                        help="steps already measured, left out to spend the device's time on the others")
     args = parser.parse_args()
     if not args.photos and not args.only_train_scale:
         raise SystemExit("give --photos (or GEOLOC_GPU_PHOTOS): a manifest of real photos")
     args.results.mkdir(parents=True, exist_ok=True)
-    session = Session(args.results)
+    session = Session(args.results, tuple(args.skip))
     if not args.only_train_scale:
         photo_steps(session, args, torch_cuda())
     if args.train_scale or args.only_train_scale:
@@ -254,11 +266,13 @@ class Session:
     """Each step timed and recorded as it ends (a step that fails is recorded, and the session goes on), so that
     a session cut short still returns what it measured."""
 
-    def __init__(self, results: Path) -> None:
-        self.results, self.start = results, time.perf_counter()
-        self.report = {"device": device_name(), "seconds": {}, "failed": {}}
+    def __init__(self, results: Path, skip: tuple[str, ...] = ()) -> None:
+        self.results, self.start, self.skip = results, time.perf_counter(), skip
+        self.report = {"device": device_name(), "seconds": {}, "failed": {}, "skipped": list(skip)}
 
     def step(self, name: str, fn, *args):
+        if name in self.skip:
+            return None
         started = time.perf_counter()
         try:
             return fn(*args)

@@ -16,7 +16,7 @@ import os
 import platform
 import re
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -281,9 +281,38 @@ def stream_features(backbone: nn.Module, stream: Iterable[tuple[int, torch.Tenso
     """(positions, features) per shape bucket of a (position, tensor) stream (locator.bucketing); `dtype` as
     `forward_batch`'s."""
     device = torch.device(device) if device is not None else default_device()
-    model = prepare(backbone, device, half=device.type == "cuda" and (dtype or autocast_dtype(device)) == torch.float16)
+    model = inference_model(backbone, device, dtype)
     for indices, batch in bucketed(stream, batch_size or default_batch_size(device)):
         yield indices, forward_batch(model, batch, device, dtype)
+
+
+def inference_model(backbone: nn.Module, device: torch.device, dtype: torch.dtype | None = None) -> nn.Module:
+    """`prepare`'s copy that `forward_batch` computes with: float16 on CUDA unless `dtype` says otherwise."""
+    return prepare(backbone, device, half=device.type == "cuda" and (dtype or autocast_dtype(device)) == torch.float16)
+
+
+def warm_batch_sizes(device: torch.device, largest: int) -> list[int]:
+    """The batch sizes a stream of batches of at most `largest` photos computes in: on CUDA every padded size up
+    to it; on a CPU, which plans nothing per size worth a warm-up (a new shape's first batch costs 10-15 ms more
+    there), only 1."""
+    if device.type != "cuda":
+        return [1]
+    return [1 << bit for bit in range(padded_size(max(largest, 1)).bit_length())]
+
+
+def warm_up(backbone: nn.Module, shapes: Sequence[tuple[int, int]], batch_sizes: Sequence[int],
+            device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+            progress: Callable[[], None] | None = None) -> None:
+    """Compute one batch of zeros of every (height, width) shape at every batch size, so that later batches of
+    those shapes and sizes find their kernels chosen: cuDNN plans each new shape and batch size, and on an H100 a
+    service's first requests took up to 2.8 s for it (benchmarks/results/gpu/h100/2026-11-28/serve.md)."""
+    device = torch.device(device) if device is not None else default_device()
+    model = inference_model(backbone, device, dtype)
+    for height, width in shapes:
+        for size in batch_sizes:
+            forward_batch(model, torch.zeros(size, 3, height, width), device, dtype, pad=False)
+            if progress is not None:
+                progress()
 
 
 def extract_features(backbone: nn.Module, tensors: Sequence[torch.Tensor], batch_size: int | None = None,

@@ -238,6 +238,16 @@ def _comparison_markdown(differences: list, records: list) -> str:
             f"benchmark cannot tell from chance.\n\n" + difference_markdown(differences, "fused"))
 
 
+def _warm_up(collection, largest_batch: int) -> None:
+    from tqdm import tqdm
+
+    shapes, sizes = collection.locator.encoder.warm_up_plan(largest_batch)
+    with tqdm(total=len(shapes) * len(sizes), desc="warm-up: shapes x batch sizes", file=sys.stderr) as bar:
+        done = collection.worker.submit(collection.warm_up, largest_batch, bar.update).result()
+    print(f"warm-up: {done['shapes']} shapes at batch sizes {done['batch_sizes']}, then one photo located: "
+          f"{done['seconds']} s", file=sys.stderr, flush=True)
+
+
 def _serve(args: argparse.Namespace) -> int:
     token = args.token or os.environ.get("GEOLOC_TOKEN")
     settings = from_args(ServiceSettings, args, token=token)
@@ -251,10 +261,13 @@ def _serve(args: argparse.Namespace) -> int:
     from locator.service.collection import ServedCollection
     collection = ServedCollection.load(args.bundle, location, Path(settings.uploads) if settings.uploads else None)
     app = create_app(collection, settings)
-    points = collection.worker.submit(collection.count).result()
-    print(f"geoloc serve: http://{settings.host}:{settings.port}/ — bundle {args.bundle}, {collection.store.location} "
-          f"({points:,} points); writes {'need the token' if settings.token else 'are open'}", file=sys.stderr, flush=True)
     try:
+        if settings.warm_up:
+            _warm_up(collection, settings.max_batch)
+        points = collection.worker.submit(collection.count).result()
+        print(f"geoloc serve: http://{settings.host}:{settings.port}/ — bundle {args.bundle}, "
+              f"{collection.store.location} ({points:,} points); writes "
+              f"{'need the token' if settings.token else 'are open'}", file=sys.stderr, flush=True)
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
     finally:
         collection.close()

@@ -5,14 +5,15 @@ Used by the locator at query time and by the ingest actors, so both embed exactl
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
 
-from locator.backbone import default_device, extract_features, stream_features
+from locator.backbone import (default_batch_size, default_device, extract_features, stream_features, warm_batch_sizes,
+                              warm_up)
 from locator.bundle import Bundle
 from locator.heads import HeadPrediction
 from locator.loading import ImageInput, load_stream, photo_name
@@ -65,6 +66,17 @@ class PhotoEncoder:
 
     def features(self, tensors: Sequence[torch.Tensor], batch_size: int | None = None) -> np.ndarray:
         return extract_features(self.bundle.backbone, tensors, batch_size=batch_size, device=self.device)
+
+    def warm_up_plan(self, largest_batch: int) -> tuple[list[tuple[int, int]], list[int]]:
+        """(shapes, batch sizes) that `warm_up` computes: every shape the preprocessing makes, at every batch size
+        that batches of at most `largest_batch` photos compute in on this device."""
+        largest = min(largest_batch, default_batch_size(self.device))
+        return self.bundle.backbone.preprocessing.shapes(), warm_batch_sizes(self.device, largest)
+
+    def warm_up(self, largest_batch: int, progress: Callable[[], None] | None = None) -> None:
+        """Run the backbone over `warm_up_plan`'s shapes and sizes (backbone.warm_up)."""
+        shapes, sizes = self.warm_up_plan(largest_batch)
+        warm_up(self.bundle.backbone, shapes, sizes, self.device, progress=progress)
 
     def embed_features(self, features: np.ndarray) -> np.ndarray:
         """ℓ2-normalised embeddings in the store's space: the RRM's output, or normalised raw features."""

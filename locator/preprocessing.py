@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     import torch
 
 
+COMMON_ASPECTS = ((3, 4), (2, 3), (9, 16), (1, 1))  # height : width of a landscape photo
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """How photos become tensors: resize, then normalise.
@@ -59,6 +62,17 @@ class Preprocessing:
         if self.bucket:
             w, h = (w, self._snap(h)) if width >= height else (self._snap(w), h)
         return w, h
+
+    def shapes(self) -> list[tuple[int, int]]:
+        """The (height, width) tensors it makes: every one it can make, landscape then portrait; with exact aspects
+        (`bucket` 0), which are unbounded, those of the common photo aspects 4:3, 3:2, 16:9 and 1:1."""
+        if self.square:
+            return [(self.size, self.size)]
+        if self.bucket:
+            sides = range(self.bucket, self._snap(self.size) + 1, self.bucket)
+        else:
+            sides = sorted({self.target_size(self.size * den, self.size * num)[1] for num, den in COMMON_ASPECTS})
+        return [(side, self.size) for side in sides] + [(self.size, side) for side in sides if side != self.size]
 
     def _snap(self, side: int) -> int:
         return max(self.bucket, round(side / self.bucket) * self.bucket)

@@ -79,7 +79,8 @@ def create_app(collection: ServedCollection, settings: ServiceSettings) -> FastA
                 "sources": sources,
                 # sources in the collection that the fused model was fitted without: `geoloc-train fusion --store`
                 # refits it
-                "refit_advised_for": bundle.info.fusion_unfitted_sources(sources)}
+                "refit_advised_for": bundle.info.fusion_unfitted_sources(sources),
+                "warm_up": collection.warmed}
 
     @app.post("/v1/locate")
     async def locate(request: Request, images: list[UploadFile] = File(...)) -> JSONResponse:

@@ -22,3 +22,5 @@ class ServiceSettings:
     max_batch: int = option(32, "most photos of concurrent requests located together", minimum=1)
     batch_wait_ms: float = option(5.0, "under concurrent load, how long a batch's first photo waits for others to "
                                         "join it (a lone request starts at once)", minimum=0)
+    warm_up: bool = option(True, "before listening, run the model over every photo shape and batch size it will meet, "
+                                 "and locate one photo (a GPU's cuDNN plans each shape and size: seconds each, once)")

@@ -6,7 +6,7 @@ from safetensors.torch import save_file
 
 from locator import backbone as backbone_module
 from locator.backbone import (BackboneError, Preprocessing, autocast_dtype, create_backbone, extract_features,
-                              forward_batch, padded_size, prepare)
+                              forward_batch, padded_size, prepare, warm_batch_sizes, warm_up)
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +178,23 @@ def test_a_float16_copy_computes_without_autocast_and_close_to_float32(lite0):
     assert got.dtype == np.float32
     cosine = (got * full).sum(axis=1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(full, axis=1))
     assert cosine.min() > 0.999 and not np.array_equal(got, full)
+
+
+def test_warm_up_computes_every_shape_at_every_size(lite0):
+    model = prepare(lite0, torch.device("cpu"))
+    seen = []
+    hook = model.register_forward_pre_hook(lambda _, inputs: seen.append(tuple(inputs[0].shape)))
+    try:
+        warm_up(lite0, [(32, 96), (96, 64)], [1, 4], "cpu")
+    finally:
+        hook.remove()
+    assert sorted(seen) == sorted((n, 3, h, w) for (h, w) in [(32, 96), (96, 64)] for n in (1, 4))
+
+
+def test_warm_batch_sizes_are_the_sizes_a_gpu_computes_batches_in():
+    cuda = torch.device("cuda")
+    for largest in (1, 2, 5, 32, 33, 128):
+        computed = {2 ** int(np.ceil(np.log2(n))) for n in range(1, largest + 1)}  # padded to powers of two
+        assert warm_batch_sizes(cuda, largest) == sorted(computed)
+    assert warm_batch_sizes(torch.device("cpu"), 32) == [1]
+

@@ -2,6 +2,7 @@
 
 import asyncio
 import io
+import json
 from pathlib import Path
 import shutil
 from collections import Counter
@@ -18,6 +19,7 @@ from PIL import Image
 from locator.api import Locator
 from locator.errors import SettingsError
 from locator.methods import LocateSettings
+from locator.preprocessing import Preprocessing
 from locator.service.app import create_app
 from locator.service.collection import ServedCollection
 from locator.service.settings import ServiceSettings
@@ -430,3 +432,27 @@ def test_the_locator_is_loaded_on_the_worker_thread_that_runs_it(world, tmp_path
         assert collection.worker.submit(threading.current_thread).result().name == threads[0]
     finally:
         collection.close()
+
+
+def test_serve_warms_the_model_up_before_it_listens_unless_told_not_to(world, tmp_path, monkeypatch, capsys):
+    import uvicorn
+
+    from locator.cli import main as geoloc
+    shutil.copytree(world["root"] / "store", tmp_path / "store")
+    healths = []
+
+    def run(app, **_):  # instead of listening: what the started service says about itself
+        with TestClient(app) as client:
+            healths.append(client.get("/v1/health").json())
+
+    monkeypatch.setattr(uvicorn, "run", run)
+    args = ["serve", "--bundle", str(world["bundle_dir"]), "--store", f"edge:{tmp_path / 'store'}", "--max-batch", "8"]
+    assert geoloc(args) == 0 and geoloc([*args, "--no-warm-up"]) == 0
+    warmed, cold = healths
+    shapes = len(Preprocessing.from_json(json.loads((world["bundle_dir"] / "config.json").read_text())
+                                         ["backbone"]["preprocessing"]).shapes())
+    assert warmed["warm_up"]["shapes"] == shapes > 1 and warmed["warm_up"]["batch_sizes"] == [1]  # on a CPU
+    assert cold["warm_up"] is None
+    assert warmed["points"] == cold["points"] == len(world["background"])  # the warm-up only reads
+    assert f"warm-up: {shapes} shapes" in capsys.readouterr().err
+
