@@ -176,19 +176,20 @@ class ServedCollection:
         return {str(source): n for source, n in self.store.counts_by(SOURCE_FIELD).items()}
 
     def sorted_ids(self, source: str | None = None) -> np.ndarray:
-        """Every point id, or those of one source, sorted (read from the store once, then kept up to date by the
-        service's writes)."""
+        """Every point id, or those of one source, sorted: read from the store, kept up to date by this service's
+        writes, and read again when the store counts a different number (writes by another replica of a Qdrant
+        server's collection, an ingest, `geoloc remove`)."""
+        counted = self.store.count() if source is None else self.source_counts().get(source, 0)
         with self._lock:
-            if source is not None:
-                if source in self._ids_of:
-                    return self._ids_of[source]
-                ids = np.sort(self.store.all_ids(source=source))
-                if len(ids):  # any name can be asked for: only real sources are kept
-                    self._ids_of[source] = ids
-                return ids
-            if self._ids is None:
-                self._ids = np.sort(self.store.all_ids())
-            return self._ids
+            kept = self._ids if source is None else self._ids_of.get(source)
+            if kept is not None and len(kept) == counted:
+                return kept
+            ids = np.sort(self.store.all_ids(source=source))
+            if source is None:
+                self._ids = ids
+            elif len(ids):  # any name can be asked for: only real sources are kept
+                self._ids_of[source] = ids
+            return ids
 
     def page(self, offset: int, limit: int, source: str | None = None,
              photo_id: str | None = None) -> tuple[int, list[dict]]:

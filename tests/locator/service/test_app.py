@@ -23,6 +23,7 @@ from locator.preprocessing import Preprocessing
 from locator.service.app import create_app
 from locator.service.collection import ServedCollection
 from locator.service.settings import ServiceSettings
+from locator.store import PhotoPoint, point_id
 from tests.locator.located_world import build
 from tests import chromium
 from tests.photo_world import with_gps_exif
@@ -192,6 +193,29 @@ def test_removing_a_reference_takes_it_out_of_search_the_view_and_the_uploads(wo
                              [{**stored, "image": str(tmp_path / "uploads" / ".." / outside.name)}])
         assert client.delete(f"/v1/photos/{other['id']}", headers=auth).json()["id"] == other["id"]
         assert outside.is_file()
+    locator.close()
+
+
+def test_the_collection_view_follows_writes_made_beside_the_service(world, tmp_path):
+    client, locator = _client(world, tmp_path)
+    store, partitions = locator.store, locator.bundle.partitions
+    with client:
+        whole = client.get("/v1/points", params={"limit": 500}).json()  # the view's ids are kept from here on
+        assert client.get("/v1/points", params={"source": "beside"}).json()["total"] == 0
+        # Another writer (a replica of a server's collection, an ingest): the store changes, not the service.
+        points = [PhotoPoint.placed(f"b{k}", "beside", 10.0 + k, 20.0, partitions) for k in range(3)]
+        store.add(points, np.eye(3, store.spec.vector_size, dtype=np.float32))
+        grown = client.get("/v1/points", params={"limit": 500}).json()
+        assert grown["total"] == whole["total"] + 3
+        assert {p["photo_id"] for p in grown["points"]} >= {"b0", "b1", "b2"}
+        beside = client.get("/v1/points", params={"source": "beside"}).json()
+        assert beside["total"] == 3
+        store.remove([points[0].id, int(whole["points"][0]["id"])])
+        shrunk = client.get("/v1/points", params={"limit": 500}).json()
+        assert shrunk["total"] == whole["total"] + 1
+        assert not {points[0].id, int(whole["points"][0]["id"])} & {int(p["id"]) for p in shrunk["points"]}
+        assert [p["photo_id"] for p in client.get("/v1/points", params={"source": "beside"}).json()["points"]] \
+            == sorted(["b1", "b2"], key=lambda name: point_id("beside", name))
     locator.close()
 
 
