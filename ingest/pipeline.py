@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from ingest.decode import decode_batch
 from ingest.embedder import Embedder
+from ingest.rows import KnownIds
 from ingest.settings import IngestSettings
 from ingest.sources import IngestSource, source_dataset
 from ingest.writer import WriterStage
@@ -117,11 +118,13 @@ def _writer_stage(ds, location: str, bundle_dir: Path, rejects: Path, settings: 
                               max_restarts=0)
 
 
-def _collection(location: str | None, spec) -> tuple[str, np.ndarray]:
-    """The store's location and the sorted ids of the points it holds (creating the collection if needed); the
-    store is closed again, for the writer actor. Runs as a Ray task: the driver never loads the collection."""
+def _collection(location: str | None, spec, include_removed: bool) -> tuple[str, KnownIds]:
+    """The store's location, and the ids of the points it holds and of those removed from it (none with
+    `include_removed`), creating the collection if needed; the store is closed again, for the writer actor. Runs
+    as a Ray task: the driver never loads the collection."""
     with open_store(location, spec, wait_s=WRITER_WAIT_S) as store:
-        return store.location, np.sort(store.all_ids())
+        removed = np.zeros(0, np.int64) if include_removed else store.removed_ids()
+        return store.location, KnownIds(np.sort(store.all_ids()), removed)
 
 
 def _index(location: str, spec) -> None:
@@ -145,10 +148,11 @@ def run_ingest(bundle_dir: str | Path, store: str | None, source: IngestSource,
     rejected: dict[str, int] = {}
     gpus = _init_ray(settings)
     try:
-        location, stored = ray.get(ray.remote(num_cpus=0)(_collection).remote(location, bundle.collection_spec()))
+        location, known = ray.get(ray.remote(num_cpus=0)(_collection).remote(location, bundle.collection_spec(),
+                                                                             settings.include_removed))
         rejects = settings.rejects or default_rejects_path(location)
         batch = batch_size_for(settings, gpus)
-        ds = source_dataset(source, stored)
+        ds = source_dataset(source, known)
         ds = ds.map_batches(decode_batch, fn_kwargs={"preprocessing": bundle.preprocessing}, batch_size=batch,
                             num_cpus=DECODE_CPUS)
         ds = _embedding_stage(ds, bundle, bundle_dir, settings, gpus, batch)
@@ -167,7 +171,7 @@ def run_ingest(bundle_dir: str | Path, store: str | None, source: IngestSource,
         ray.shutdown()  # ends the writer actor (a later open replays what its write-ahead log holds)
     summary.rejected = rejected
     summary.read = summary.listed - summary.already_stored
-    summary.count_after = summary.count_after or len(stored)
+    summary.count_after = summary.count_after or len(known.stored)
     summary.seconds = time.perf_counter() - start - summary.index_seconds  # the rate is the pipeline's own
     return summary
 

@@ -2,11 +2,13 @@
 
 A row is one photo: `image` (a path, or `SHARD#ID`), `photo_id`, `owner`, `source`, `lat`, `lon`, `data` (the
 encoded image when it came from a shard, else empty) and `status`: "" for a photo to embed, "stored" for one the
-collection already holds (a resumed or repeated run), or the reason it is rejected.
+collection already holds (a resumed or repeated run), or the reason it is rejected (among them: removed from the
+collection since an earlier run).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,13 +34,36 @@ def row_schema() -> pa.Schema:
                       ("status", pa.string())])
 
 
-def row_status(photo_ids: list[str], sources: list[str], lat: np.ndarray, lon: np.ndarray, stored: np.ndarray,
+REMOVED = ("removed from the collection: taken out by geoloc remove or DELETE /v1/photos (ingest with "
+           "--include-removed to add it again)")
+
+
+@dataclass(frozen=True)
+class KnownIds:
+    """What the collection says about point ids before a run: those it holds, and those removed from it (each a
+    sorted int64 array); a removed photo that it does not hold again is not added back."""
+
+    stored: np.ndarray
+    removed: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def status(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(held, removed and not held again) masks of `ids`."""
+        held = _member(self.stored, ids)
+        return held, _member(self.removed, ids) & ~held
+
+
+def _member(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    if not len(sorted_ids):
+        return np.zeros(len(ids), dtype=bool)
+    return sorted_ids[np.clip(np.searchsorted(sorted_ids, ids), 0, len(sorted_ids) - 1)] == ids
+
+
+def row_status(photo_ids: list[str], sources: list[str], lat: np.ndarray, lon: np.ndarray, known: KnownIds,
                found: np.ndarray | None = None) -> list[str]:
-    """Each row's status; `stored` is the sorted array of point ids already in the collection (or its Ray ref)."""
-    stored = _resolve(stored)
+    """Each row's status, given what the collection knows of their ids (a KnownIds, or its Ray ref)."""
+    known = _resolve(known)
     ids = np.array([point_id(s, p) for s, p in zip(sources, photo_ids)], dtype=np.int64)
-    pos = np.clip(np.searchsorted(stored, ids), 0, max(len(stored) - 1, 0))
-    in_store = (stored[pos] == ids) if len(stored) else np.zeros(len(ids), dtype=bool)
+    in_store, removed = known.status(ids)
     valid = valid_latlon(lat, lon)
     out = []
     for k in range(len(ids)):
@@ -48,13 +73,15 @@ def row_status(photo_ids: list[str], sources: list[str], lat: np.ndarray, lon: n
             out.append(f"invalid coordinates: lat={float(lat[k])!r}, lon={float(lon[k])!r}")
         elif in_store[k]:
             out.append(STORED)
+        elif removed[k]:
+            out.append(REMOVED)
         else:
             out.append("")
     return out
 
 
 def manifest_rows(batch: pa.Table, root: str, default_source: str, columns: dict[str, str | None],
-                  stored: np.ndarray) -> pa.Table:
+                  known: KnownIds) -> pa.Table:
     """A batch of a manifest or benchmark CSV (read by Ray's CSV reader) as rows; images relative to `root`."""
     def column(name: str) -> list:
         source = columns.get(name)
@@ -65,7 +92,7 @@ def manifest_rows(batch: pa.Table, root: str, default_source: str, columns: dict
     sources = [str(s).strip() if s not in (None, "") else default_source for s in column("source")]
     lat = np.array([_number(v) for v in column("lat")], dtype=np.float64)
     lon = np.array([_number(v) for v in column("lon")], dtype=np.float64)
-    status = row_status(photo_ids, sources, lat, lon, stored)
+    status = row_status(photo_ids, sources, lat, lon, known)
     status = ["empty image path" if not image else s for image, s in zip(images, status)]
     import pyarrow as pa
     return pa.table({"image": [str(Path(root) / i) if i else "" for i in images], "photo_id": photo_ids,

@@ -24,4 +24,7 @@ class IngestSettings:
     rejects: Path | None = option(None, "CSV of rejected photos (default: beside the store)")
     index: bool = option(True, "after writing, build the collection's index for global search (Qdrant's HNSW "
                                "graph; minutes per million points, and global queries then take milliseconds)")
+    include_removed: bool = option(False, "add photos that were removed from the collection since an earlier run "
+                                          "(geoloc remove, DELETE /v1/photos) when the input lists them again; by "
+                                          "default they are rejected, as 'removed from the collection'")
     progress: bool = option(True, "show a progress bar", cli=False)

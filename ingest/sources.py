@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ingest.rows import KnownIds
 from locator.datasets import Record, read_dataset, read_exif_folder
 from locator.errors import DataError, SettingsError
 from locator.settings import option
@@ -60,7 +61,7 @@ def _columns(path: Path) -> tuple[dict[str, str | None], bool]:
         benchmark
 
 
-def csv_dataset(path: Path, images: str | None, stored_ref):
+def csv_dataset(path: Path, images: str | None, known_ref):
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import ray
@@ -73,38 +74,38 @@ def csv_dataset(path: Path, images: str | None, stored_ref):
     ds = ray.data.read_csv(str(path), num_cpus=READ_CPUS, convert_options=pacsv.ConvertOptions(column_types=text))
     return ds.map_batches(manifest_rows, batch_format="pyarrow", num_cpus=READ_CPUS,
                           fn_kwargs={"root": str(root.resolve()), "default_source": default_source,
-                                     "columns": columns, "stored": stored_ref})
+                                     "columns": columns, "known": known_ref})
 
 
-def records_dataset(records: list[Record], stored: np.ndarray):
+def records_dataset(records: list[Record], known: KnownIds):
     """Rows of records the driver listed (an EXIF folder: no image bytes, a few fields per photo)."""
     import pyarrow as pa
     import ray
 
     from ingest.rows import row_schema, row_status
     lat, lon = np.array([r.lat for r in records]), np.array([r.lon for r in records])
-    status = row_status([r.photo_id for r in records], [r.source for r in records], lat, lon, stored)
+    status = row_status([r.photo_id for r in records], [r.source for r in records], lat, lon, known)
     table = pa.table({"image": [r.image for r in records], "photo_id": [r.photo_id for r in records],
                       "owner": [r.owner for r in records], "source": [r.source for r in records], "lat": lat,
                       "lon": lon, "data": [b""] * len(records), "status": status}, schema=row_schema())
     return ray.data.from_arrow(table)
 
 
-def source_dataset(source: IngestSource, stored: np.ndarray):
+def source_dataset(source: IngestSource, known: KnownIds):
     """The rows of `source` as a Ray dataset (call with Ray initialised)."""
     import ray
 
     from ingest.shards import MP16ShardDatasource
     from locator.shards import read_metadata
-    stored_ref = ray.put(stored)
+    known_ref = ray.put(known)
     if source.mp16_shards:
         lookup = ray.remote(num_cpus=READ_CPUS)(read_metadata).remote(source.mp16_metadata)
-        return ray.data.read_datasource(MP16ShardDatasource(list(source.mp16_shards), lookup, stored_ref),
+        return ray.data.read_datasource(MP16ShardDatasource(list(source.mp16_shards), lookup, known_ref),
                                         num_cpus=READ_CPUS)
     path = Path(source.data)
     if path.is_dir() and not (path / "manifest.csv").is_file():
-        return records_dataset(read_exif_folder(path).records, stored)
-    return csv_dataset(path / "manifest.csv" if path.is_dir() else path, source.images, stored_ref)
+        return records_dataset(read_exif_folder(path).records, known)
+    return csv_dataset(path / "manifest.csv" if path.is_dir() else path, source.images, known_ref)
 
 
 def record_row(record: Record, data: bytes | None = None) -> dict:

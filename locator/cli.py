@@ -359,9 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
     remove = commands.add_parser("remove", help="take reference photos out of a collection (e.g. misattributed ones)",
                                  description="Remove reference photos, named by source and photo id as at ingest, "
                                              "from the collection. If one of them is not there, nothing is removed. "
-                                             "The photo files themselves are left where they are. A removed photo "
-                                             "that a manifest still lists comes back when that manifest is ingested "
-                                             "again: take it out of the manifest too.")
+                                             "The photo files themselves are left where they are. Each removal is "
+                                             "recorded in the collection's ledger of removals: ingesting a manifest "
+                                             "that still lists the photo leaves it out (geoloc-ingest "
+                                             "--include-removed adds it back).")
     _bundle_and_store(remove)
     remove.add_argument("--source", required=True, help="the photos' source, as at ingest (see /v1/health's sources)")
     remove.add_argument("--photo-id", nargs="+", default=[], help="photo ids to remove")

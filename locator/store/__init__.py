@@ -8,8 +8,8 @@
 from __future__ import annotations
 
 from locator.registry import Registry
-from locator.store.base import (SOURCE_FIELD, CollectionSpec, Hits, StoreError, VectorStore, cell_field, point_id,
-                                 token_field)
+from locator.store.base import (SOURCE_FIELD, CollectionSpec, Hits, Removal, StoreError, VectorStore, cell_field,
+                                 point_id, token_field)
 from locator.store.point import PhotoPoint
 
 # One opener per location scheme: (location, spec, create, wait_s) -> VectorStore, imported on first use.
@@ -36,5 +36,5 @@ def open_store(location: str | None, spec: CollectionSpec, create: bool = True, 
     return STORES.create(scheme, location, spec, create, wait_s)
 
 
-__all__ = ["SOURCE_FIELD", "STORES", "CollectionSpec", "Hits", "PhotoPoint", "StoreError", "VectorStore", "cell_field", "open_store",
-           "point_id", "store_location", "token_field"]
+__all__ = ["SOURCE_FIELD", "STORES", "CollectionSpec", "Hits", "PhotoPoint", "Removal", "StoreError", "VectorStore",
+           "cell_field", "open_store", "point_id", "store_location", "token_field"]

@@ -2,7 +2,7 @@
 
 Points are ℓ2-normalised embeddings (dot product = cosine) with a payload carrying, for every partition level
 k, the integer class `cell_k` and the S2 token `s2_k`, plus lat, lon, photo_id, owner, source, image and
-ingest_time. Cell ids are Python ints everywhere: Qdrant silently matches nothing when an integer field is
+ingest_time. Beside the points, each collection keeps a ledger of the points removed from it (`removals`). Cell ids are Python ints everywhere: Qdrant silently matches nothing when an integer field is
 queried with a string, so the interface refuses anything but integers.
 """
 
@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -126,6 +127,19 @@ def check_batch(spec: CollectionSpec, ids: Sequence[int], vectors: np.ndarray, p
     return vectors
 
 
+@dataclass(frozen=True)
+class Removal:
+    """One entry of a collection's ledger of removals: which photo went, and when (UTC, ISO 8601)."""
+
+    id: int
+    source: str
+    photo_id: str
+    removed_at: str
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
 class VectorStore(ABC):
     """One collection of photo embeddings, made for one bundle (see CollectionSpec)."""
 
@@ -148,14 +162,23 @@ class VectorStore(ABC):
         self._upsert([int(i) for i in ids], vectors, clean)
 
     def remove(self, ids: Sequence[int]) -> list[int]:
-        """Remove points, `REMOVE_CHUNK` at a time; returns the ids that were there (others are skipped)."""
+        """Remove points, `REMOVE_CHUNK` at a time; returns the ids that were there (others are skipped). Each is
+        recorded first in the collection's ledger of removals (`removed`), which ingest consults: a removed photo
+        that a manifest still lists is not added back unless asked."""
         ids, removed = [int(i) for i in ids], []
         for start in range(0, len(ids), REMOVE_CHUNK):
-            present = sorted(self.payloads(ids[start:start + REMOVE_CHUNK]))
+            present = self.payloads(ids[start:start + REMOVE_CHUNK])
             if present:
-                self._remove(present)
-                removed += present
+                now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+                self._record_removals([Removal(i, str(present[i].get("source", "")),
+                                               str(present[i].get("photo_id", "")), now) for i in sorted(present)])
+                self._remove(sorted(present))
+                removed += sorted(present)
         return removed
+
+    def removed_ids(self) -> np.ndarray:
+        """The sorted ids of every point ever removed (whether or not added again since)."""
+        return np.unique(np.array([r.id for r in self.removals()], dtype=np.int64))
 
     def search(self, queries: np.ndarray, cells: Sequence[int | Sequence[int]] | None, k: int = 10,
                level: int = -1, exact: bool = False) -> Hits:
@@ -175,6 +198,14 @@ class VectorStore(ABC):
 
     @abstractmethod
     def _remove(self, ids: list[int]) -> None: ...
+
+    @abstractmethod
+    def _record_removals(self, removals: list[Removal]) -> None:
+        """Add to the ledger of removals, durably, before the points go."""
+
+    @abstractmethod
+    def removals(self) -> list[Removal]:
+        """The ledger of removals, oldest first."""
 
     @abstractmethod
     def _search(self, queries: np.ndarray, cells: list[list[int]] | None, k: int, level: int, exact: bool) -> Hits: ...

@@ -1,6 +1,7 @@
 """Qdrant Edge backend: the real Qdrant engine in-process, one writer per path (the WAL is the lock).
 
-Layout: `<path>/geoloc_store.json` (what the collection was made for) and `<path>/shard/` (Qdrant's files).
+Layout: `<path>/geoloc_store.json` (what the collection was made for), `<path>/shard/` (Qdrant's files) and,
+once a point has been removed, `<path>/removed.jsonl` (the ledger of removals).
 Within-cell queries are exact, on the float vectors: the payload index finds the cell's points, whatever its size.
 Global (unfiltered) queries, which retrieval and the fused method run for every photo, go through an HNSW graph
 over int8-quantised vectors, rescored on the float vectors, once `optimize()` has built it (ingest does at its
@@ -20,9 +21,11 @@ from pathlib import Path
 import numpy as np
 import qdrant_edge as qe
 
-from locator.store.base import FACET_LIMIT, SOURCE_FIELD, CollectionSpec, Hits, StoreError, VectorStore, cell_field
+from locator.store.base import (FACET_LIMIT, SOURCE_FIELD, CollectionSpec, Hits, Removal, StoreError, VectorStore,
+                                cell_field)
 
 SPEC_FILE = "geoloc_store.json"
+LEDGER_FILE = "removed.jsonl"  # the ledger of removals, one JSON object a line
 _SCROLL_PAGE = 10_000
 _UPSERT_CHUNK = 256
 # Segments under full_scan_threshold KB of vectors (about 1,400 at 1,792-d) get no graph and are scanned exactly.
@@ -102,6 +105,33 @@ class EdgeStore(VectorStore):
 
     def _remove(self, ids: list[int]) -> None:
         self.shard.update(qe.UpdateOperation.delete_points(ids))
+
+    def _record_removals(self, removals: list[Removal]) -> None:
+        ledger = self.path / LEDGER_FILE
+        new = not ledger.exists()
+        with ledger.open("a+b") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell():
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":  # a line cut by a crash stays a line of its own
+                    f.write(b"\n")
+            f.write("".join(json.dumps(r.to_json()) + "\n" for r in removals).encode())
+            f.flush()
+            os.fsync(f.fileno())
+        if new:  # the file's name too must survive a crash
+            _fsync_dir(self.path)
+
+    def removals(self) -> list[Removal]:
+        ledger = self.path / LEDGER_FILE
+        if not ledger.is_file():
+            return []
+        out = []
+        for line in ledger.read_text().splitlines():
+            try:
+                out.append(Removal(**json.loads(line)))
+            except (ValueError, TypeError):  # a line cut by a crash: its points were never removed
+                continue
+        return out
 
     def _search(self, queries: np.ndarray, cells: list[list[int]] | None, k: int, level: int, exact: bool) -> Hits:
         field = cell_field(level)
@@ -183,3 +213,11 @@ def _open_spec(path: Path, wanted: CollectionSpec) -> CollectionSpec:
     temporary.write_text(json.dumps(wanted.to_json(), indent=2) + "\n")
     os.replace(temporary, spec_path)
     return wanted
+
+
+def _fsync_dir(path: Path) -> None:
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)

@@ -6,6 +6,7 @@ query: fine for tests, never for real collections). The collection's spec lives 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from urllib.parse import urlparse
 
@@ -13,10 +14,12 @@ import numpy as np
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
-from locator.store.base import FACET_LIMIT, SOURCE_FIELD, CollectionSpec, Hits, StoreError, VectorStore, cell_field
+from locator.store.base import (FACET_LIMIT, SOURCE_FIELD, CollectionSpec, Hits, Removal, StoreError, VectorStore,
+                                cell_field)
 
 _SCROLL_PAGE = 10_000
 DEFAULT_COLLECTION = "geoloc"
+LEDGER_SUFFIX = "-removed"  # the collection beside it that keeps its ledger of removals
 
 
 def open_server(location: str, spec: CollectionSpec, create: bool = True, wait_s: float = 0.0) -> ServerStore:
@@ -69,6 +72,29 @@ class ServerStore(VectorStore):
 
     def _remove(self, ids: list[int]) -> None:
         self.client.delete(self.collection, points_selector=qm.PointIdsList(points=ids), wait=True)
+
+    @property
+    def _ledger(self) -> str:
+        return f"{self.collection}{LEDGER_SUFFIX}"
+
+    def _record_removals(self, removals: list[Removal]) -> None:
+        if not self.client.collection_exists(self._ledger):
+            self.client.create_collection(self._ledger, vectors_config=qm.VectorParams(size=1, distance=qm.Distance.DOT))
+        # Keyed by removal, not by point: a photo removed, added again and removed again keeps both entries.
+        keys = [str(uuid.uuid5(uuid.NAMESPACE_URL, f"{r.id}@{r.removed_at}")) for r in removals]
+        self.client.upsert(self._ledger, points=qm.Batch(ids=keys, vectors=[[1.0]] * len(removals),
+                                                         payloads=[r.to_json() for r in removals]), wait=True)
+
+    def removals(self) -> list[Removal]:
+        if not self.client.collection_exists(self._ledger):
+            return []
+        out, offset = [], None
+        while True:
+            records, offset = self.client.scroll(self._ledger, limit=_SCROLL_PAGE, offset=offset, with_payload=True,
+                                                 with_vectors=False)
+            out += [Removal(**r.payload) for r in records]
+            if offset is None:
+                return sorted(out, key=lambda r: (r.removed_at, r.id))
 
     def _search(self, queries: np.ndarray, cells: list[list[int]] | None, k: int, level: int, exact: bool) -> Hits:
         field = cell_field(level)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from locator.bundle import Bundle
+from locator.cli import main as geoloc
 from locator.store import open_store, point_id
 from tests.photo_world import make_photo_world, write_shard_world
 from training.cli import main as geoloc_train
@@ -101,3 +102,19 @@ def test_growing_with_another_source(world):
     found = {payloads[int(i)]["source"] for i in hits.ids[0] if i >= 0}
     assert found == {"a", "b"}
     assert point_id("b", payloads[some_b]["photo_id"]) == some_b
+
+    # Photos removed since (misattributed, say) stay out when their manifest is ingested again, unless asked.
+    gone = sorted(p["photo_id"] for p in payloads.values() if p["source"] == "b")[:2]
+    assert geoloc(["remove", "--bundle", str(root / "bundle"), "--store", f"edge:{store}", "--source", "b",
+                   "--photo-id", *gone]) == 0
+    again = _ingest(root, store, other, extra=["--no-index"])
+    out = again.communicate(timeout=300)[0]
+    assert again.returncode == 0, out
+    assert "22 already stored" in out and "0 written" in out and "2 removed from the collection" in out, out
+    assert len(_contents(root, store)[0]) == len(ids) - 2
+    with (root / "grow.rejects.csv").open() as handle:
+        assert sorted(r["photo_id"] for r in csv.DictReader(handle) if r["reason"].startswith("removed")) == gone
+    back = _ingest(root, store, other, extra=["--no-index", "--include-removed"])
+    out = back.communicate(timeout=300)[0]
+    assert back.returncode == 0 and "2 written" in out, out
+    assert len(_contents(root, store)[0]) == len(ids)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import ray
 
-from ingest.rows import STORED
+from ingest.rows import REMOVED, STORED, KnownIds
 from ingest.shards import MP16ShardDatasource
 from locator.shards import iter_shard_records, read_metadata, write_shard
 from locator.store import point_id
@@ -38,19 +38,21 @@ def test_datasource_yields_exactly_the_records_with_their_metadata(tmp_path, ray
         paths.append(tmp_path / f"shard{s}.msg")
         write_shard(paths[-1], records)
     ids = sorted(written)
-    missing, invalid, stored = ids[0], ids[1], ids[2]
+    missing, invalid, stored, removed = ids[0], ids[1], ids[2], ids[3]
     lines = ["IMG_ID,AUTHOR,LAT,LON"] + [f"{i},owner{k % 7},{95.0 if i == invalid else (k % 170) - 85},{k % 360 - 180}"
                                          for k, i in enumerate(ids) if i != missing]
     (tmp_path / "meta.csv").write_text("\n".join(lines) + "\n")
     lookup = ray.put(read_metadata(str(tmp_path / "meta.csv")))
-    stored_ids = ray.put(np.array([point_id("mp16", stored)], dtype=np.int64))
-    rows = ray.data.read_datasource(MP16ShardDatasource([str(p) for p in paths], lookup, stored_ids)).take_all()
+    known = ray.put(KnownIds(np.array([point_id("mp16", stored)], dtype=np.int64),
+                             np.array(sorted([point_id("mp16", removed), point_id("mp16", stored)]), dtype=np.int64)))
+    rows = ray.data.read_datasource(MP16ShardDatasource([str(p) for p in paths], lookup, known)).take_all()
     assert sorted(r["photo_id"] for r in rows) == ids and len(rows) == len(written)
     by_id = {r["photo_id"]: r for r in rows}
     assert by_id[missing]["status"].startswith("no metadata") and by_id[invalid]["status"].startswith("invalid")
-    assert by_id[stored]["status"] == STORED and by_id[stored]["data"] == b""
+    assert by_id[stored]["status"] == STORED and by_id[stored]["data"] == b""  # removed once, but added again since
+    assert by_id[removed]["status"] == REMOVED and by_id[removed]["data"] == b""
     for k, i in enumerate(ids):
-        if i in (missing, invalid, stored):
+        if i in (missing, invalid, stored, removed):
             continue
         row = by_id[i]
         assert row["status"] == "" and row["data"] == written[i] and row["owner"] == f"owner{k % 7}"

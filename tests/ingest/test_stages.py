@@ -81,10 +81,13 @@ def test_default_rejects_path():
 def test_manifest_rows_mark_stored_and_invalid_photos():
     import pyarrow as pa
 
-    from ingest.rows import STORED, manifest_rows
+    from ingest.rows import REMOVED, STORED, KnownIds, manifest_rows
     from locator.store import point_id
-    batch = pa.table({"image": ["a.jpg", "b.jpg", ""], "lat": ["10", "95", "1"], "lon": ["20", "0", "2"]})
-    stored = np.array(sorted([point_id("src", "a")]), dtype=np.int64)
-    rows = manifest_rows(batch, "/root", "src", {"image": "image", "lat": "lat", "lon": "lon"}, stored)
-    assert rows.column("status").to_pylist() == [STORED, "invalid coordinates: lat=95.0, lon=0.0", "empty image path"]
+    batch = pa.table({"image": ["a.jpg", "b.jpg", "", "c.jpg", "d.jpg"], "lat": ["10", "95", "1", "3", "4"],
+                      "lon": ["20", "0", "2", "5", "6"]})
+    known = KnownIds(np.array(sorted([point_id("src", "a")]), dtype=np.int64),
+                     np.array(sorted([point_id("src", "c"), point_id("src", "a")]), dtype=np.int64))
+    rows = manifest_rows(batch, "/root", "src", {"image": "image", "lat": "lat", "lon": "lon"}, known)
+    assert rows.column("status").to_pylist() == [STORED, "invalid coordinates: lat=95.0, lon=0.0", "empty image path",
+                                                 REMOVED, ""]
     assert rows.column("image").to_pylist()[0] == "/root/a.jpg" and rows.column("photo_id").to_pylist()[:2] == ["a", "b"]

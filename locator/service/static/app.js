@@ -228,7 +228,9 @@ async function showPage() {
 // A misattributed or unwanted reference leaves the collection (the token, where the service has one, is the one
 // typed under "Add reference photos"); `status` says how it went, and `done` runs once it is out.
 async function removePhoto(p, status, done) {
-  if (!confirm(`Remove ${p.photo_id} (source ${p.source}) from the collection?`)) return false;
+  const question = `Remove ${p.photo_id} (source ${p.source}) from the collection? Ingest will leave it out even if `
+    + "its manifest lists it again.";
+  if (!confirm(question)) return false;
   const token = document.querySelector("#add-form [name=token]").value;
   let result;
   try {

@@ -165,6 +165,7 @@ def test_removing_a_reference_takes_it_out_of_search_the_view_and_the_uploads(wo
         assert answer.status_code == 200, answer.text
         assert answer.json()["photo_id"] == "misattributed" and answer.json()["source"] == "field"
         assert client.delete(f"/v1/photos/{point}", headers=auth).status_code == 404
+        assert [(r.source, r.photo_id) for r in locator.store.removals()] == [("field", "misattributed")]  # for ingest
         health = client.get("/v1/health").json()
         assert health["points"] == before and "field" not in health["sources"]
         listed = client.get("/v1/points", params={"limit": 500}).json()

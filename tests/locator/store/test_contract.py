@@ -138,6 +138,30 @@ def test_removed_points_are_gone_from_search_counts_and_ids_and_stay_gone(locati
             assert store.count() == 260 and not store.payloads(gone)
 
 
+def test_removals_are_kept_in_a_ledger_that_outlives_the_store_handle(location):
+    ids, vectors, payloads, _, _ = clustered_points(50)
+    with open_store(location, SPEC) as store:
+        assert store.removals() == [] and store.removed_ids().tolist() == []
+        store.upsert(ids, vectors, payloads)
+        store.remove([int(ids[3]), int(ids[1]), point_id("test", "never added")])
+        store.upsert(ids[1:2], vectors[1:2], payloads[1:2])  # added again: in the collection, and still in the ledger
+        store.remove([int(ids[1])])
+        ledger = store.removals()
+        assert sorted({(r.id, r.source, r.photo_id) for r in ledger}) == sorted(
+            {(int(ids[k]), "test", f"photo{k}") for k in (1, 3)})
+        assert all(r.removed_at.endswith("+00:00") for r in ledger)
+        assert store.removed_ids().tolist() == sorted([int(ids[1]), int(ids[3])])
+        assert store.count() == 48
+    if location.startswith("edge:"):  # the memory double lives no longer than its handle
+        with open_store(location, SPEC, create=False) as store:
+            assert store.removed_ids().tolist() == sorted([int(ids[1]), int(ids[3])])
+            with (store.path / "removed.jsonl").open("a") as ledger:
+                ledger.write('{"id": 5, "source": "te')  # a crash while recording: that removal never happened
+            assert store.removed_ids().tolist() == sorted([int(ids[1]), int(ids[3])])
+            store.remove([int(ids[5])])
+            assert int(ids[5]) in store.removed_ids().tolist() and store.count() == 47
+
+
 def test_payload_is_complete_for_the_dashboard(location):
     ids, vectors, payloads, _, _ = clustered_points(5)
     with open_store(location, SPEC) as store:
