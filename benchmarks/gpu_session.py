@@ -233,7 +233,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", default=os.environ.get("GEOLOC_GPU_PHOTOS"), help="manifest of real photos")
     parser.add_argument("--results", type=Path, required=True)
-    parser.add_argument("--work", type=Path, default=Path("/tmp/geoloc-gpu-session"))
+    parser.add_argument("--work", type=Path, default=Path("/tmp/geoloc-gpu-session"),
+                        help="scratch folder; its photo steps' folders (split, cells, bundle, features, store, ...) "
+                             "are deleted at the start: never a run of your own")
     parser.add_argument("--repeat", type=int, default=None,
                         help="ingest every training photo this many times, timed (default: 50 on a GPU, 8 on a CPU)")
     parser.add_argument("--finetune-steps", type=int, default=None,

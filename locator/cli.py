@@ -243,9 +243,14 @@ def _warm_up(collection, largest_batch: int) -> None:
 
     shapes, sizes = collection.locator.encoder.warm_up_plan(largest_batch)
     with tqdm(total=len(shapes) * len(sizes), desc="warm-up: shapes x batch sizes", file=sys.stderr) as bar:
-        done = collection.worker.submit(collection.warm_up, largest_batch, bar.update).result()
-    print(f"warm-up: {done['shapes']} shapes at batch sizes {done['batch_sizes']}, then one photo located: "
-          f"{done['seconds']} s", file=sys.stderr, flush=True)
+        running = collection.worker.submit(collection.warm_up, largest_batch, bar.update)
+        try:
+            done = running.result()
+        except KeyboardInterrupt:  # stop the worker too, so that closing does not wait for the whole warm-up
+            collection.stop_warm_up.set()
+            raise
+    print(f"warm-up: {done['shapes']} shapes at batch sizes {done['batch_sizes']}, then one photo located by "
+          f"{done['method']}: {done['seconds']} s", file=sys.stderr, flush=True)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -262,8 +267,8 @@ def _serve(args: argparse.Namespace) -> int:
     collection = ServedCollection.load(args.bundle, location, Path(settings.uploads) if settings.uploads else None)
     app = create_app(collection, settings)
     try:
-        if settings.warm_up:
-            _warm_up(collection, settings.max_batch)
+        if settings.warm_up:  # a request of more photos than --max-batch is a batch of its own
+            _warm_up(collection, max(settings.max_batch, settings.max_photos))
         points = collection.worker.submit(collection.count).result()
         print(f"geoloc serve: http://{settings.host}:{settings.port}/ — bundle {args.bundle}, "
               f"{collection.store.location} ({points:,} points); writes "

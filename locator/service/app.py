@@ -57,7 +57,7 @@ def create_app(collection: ServedCollection, settings: ServiceSettings) -> FastA
         await batcher.close()  # at shutdown: its loop stops, and no request is left waiting for a batch
 
     app = FastAPI(title="geoloc", docs_url="/docs", redoc_url=None, lifespan=lifespan)
-    app.state.batcher = batcher
+    app.state.batcher, app.state.collection = batcher, collection
     metrics = Metrics()
     fine = collection.locator.bundle.partitions[-1]
     max_bytes = int(settings.max_upload_mb * 2 ** 20)

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from locator.api import Locator
-from locator.errors import DataError, StoreError
+from locator.errors import DataError, GeolocError, StoreError
 from locator.claims import attach_exif_claims
 from locator.datasets import read_exif_gps
 from locator.geo import CoordinateError, validate_latlon
@@ -60,6 +60,7 @@ class ServedCollection:
         self._ids_of: dict[str, np.ndarray] = {}  # the same for one source, dropped when it changes
         self._lock = threading.Lock()
         self.warmed: dict | None = None  # what warm_up did, once it has
+        self.stop_warm_up = threading.Event()
 
     @classmethod
     def load(cls, bundle: str | Path, location: str, uploads: Path | None = None) -> ServedCollection:
@@ -89,12 +90,26 @@ class ServedCollection:
     def warm_up(self, largest_batch: int, progress: Callable[[], None] | None = None) -> dict:
         """Before serving: the backbone over every shape and batch size of `PhotoEncoder.warm_up_plan`, then one
         photo located end to end (the store's first query and the method's first scoring: 194 against 43 ms on a
-        2-core CPU). Reads only. Returns what it did, with its time."""
+        2-core CPU), by the default method, or by `swc` where the bundle has no fused model. Reads only. Returns
+        what it did, with its time; `stop_warm_up` ends it early (a Ctrl-C while it runs)."""
         start = time.perf_counter()
         shapes, sizes = self.locator.encoder.warm_up_plan(largest_batch)
-        self.locator.encoder.warm_up(largest_batch, progress)
-        self.locate_groups([([_blank_photo()], LocateSettings())])
-        self.warmed = {"shapes": len(shapes), "batch_sizes": sizes, "seconds": round(time.perf_counter() - start, 2)}
+
+        def step() -> None:
+            if self.stop_warm_up.is_set():
+                raise WarmUpStopped
+            if progress is not None:
+                progress()
+
+        self.locator.encoder.warm_up(largest_batch, step)
+        method = LocateSettings().method if self.locator.bundle.fusion is not None else "swc"
+        try:  # a collection the method cannot search yet (empty, say) must not keep the service from starting
+            (located,) = self.locate_groups([([_blank_photo()], LocateSettings(method=method))])[0]
+            outcome = located.ok or located.error
+        except GeolocError as exc:
+            outcome = str(exc)
+        self.warmed = {"shapes": len(shapes), "batch_sizes": sizes, "method": method, "located": outcome,
+                       "seconds": round(time.perf_counter() - start, 2)}
         return self.warmed
 
     # --- add ------------------------------------------------------------------------------------------------
@@ -189,6 +204,8 @@ class ServedCollection:
                 self._ids = ids
             elif len(ids):  # any name can be asked for: only real sources are kept
                 self._ids_of[source] = ids
+            else:
+                self._ids_of.pop(source, None)
             return ids
 
     def page(self, offset: int, limit: int, source: str | None = None,
@@ -213,8 +230,12 @@ class ServedCollection:
         return _thumbnail(str(payload.get("image", "")))
 
 
+class WarmUpStopped(Exception):
+    """The warm-up was asked to stop (the service is closing before it listens)."""
+
+
 def _blank_photo() -> bytes:
-    """A 400 x 300 JPEG of noise: a photo that every method can locate, and no reference resembles."""
+    """A 400 x 300 JPEG of noise: a readable photo that no reference resembles."""
     pixels = np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="JPEG")

@@ -57,6 +57,10 @@ class ServerStore(VectorStore):
             if stored != spec:
                 raise StoreError(f"{location}: collection {collection!r} is {stored.to_json()}, not {spec.to_json()}")
         else:
+            # A ledger left by a deleted collection of this name is not this collection's (its photos were never
+            # removed from this one).
+            if client.collection_exists(f"{collection}{LEDGER_SUFFIX}"):
+                client.delete_collection(f"{collection}{LEDGER_SUFFIX}")
             client.create_collection(collection, vectors_config=qm.VectorParams(size=spec.vector_size,
                                                                                 distance=qm.Distance.DOT),
                                      metadata=spec.to_json())
@@ -79,9 +83,14 @@ class ServerStore(VectorStore):
 
     def _record_removals(self, removals: list[Removal]) -> None:
         if not self.client.collection_exists(self._ledger):
-            self.client.create_collection(self._ledger, vectors_config=qm.VectorParams(size=1, distance=qm.Distance.DOT))
+            try:
+                self.client.create_collection(self._ledger,
+                                              vectors_config=qm.VectorParams(size=1, distance=qm.Distance.DOT))
+            except Exception:  # noqa: BLE001 - the client's errors differ by transport; another replica may have won
+                if not self.client.collection_exists(self._ledger):
+                    raise
         # Keyed by removal, not by point: a photo removed, added again and removed again keeps both entries.
-        keys = [str(uuid.uuid5(uuid.NAMESPACE_URL, f"{r.id}@{r.removed_at}")) for r in removals]
+        keys = [str(uuid.uuid4()) for _ in removals]
         self.client.upsert(self._ledger, points=qm.Batch(ids=keys, vectors=[[1.0]] * len(removals),
                                                          payloads=[r.to_json() for r in removals]), wait=True)
 

@@ -21,7 +21,7 @@ from locator.errors import SettingsError
 from locator.methods import LocateSettings
 from locator.preprocessing import Preprocessing
 from locator.service.app import create_app
-from locator.service.collection import ServedCollection
+from locator.service.collection import ServedCollection, WarmUpStopped
 from locator.service.settings import ServiceSettings
 from locator.store import PhotoPoint, point_id
 from tests.locator.located_world import build
@@ -480,4 +480,16 @@ def test_serve_warms_the_model_up_before_it_listens_unless_told_not_to(world, tm
     assert cold["warm_up"] is None
     assert warmed["points"] == cold["points"] == len(world["background"])  # the warm-up only reads
     assert f"warm-up: {shapes} shapes" in capsys.readouterr().err
+
+
+def test_the_warm_up_starts_a_bundle_without_a_fused_model_and_stops_when_asked(world, tmp_path):
+    client, locator = _client(world, tmp_path)
+    collection = client.app.state.collection
+    locator.bundle.fusion = None  # the default method cannot run: the warm-up locates with swc
+    warmed = collection.warm_up(4)
+    assert warmed["method"] == "swc" and warmed["located"] is True
+    collection.stop_warm_up.set()
+    with pytest.raises(WarmUpStopped):
+        collection.warm_up(4)
+    locator.close()
 

@@ -30,7 +30,9 @@ def location(request, tmp_path):
     if request.param == "server":
         from qdrant_client import QdrantClient
         url = found["server"]
-        QdrantClient(url=url.rsplit("/", 1)[0]).delete_collection(url.rsplit("/", 1)[1])
+        client = QdrantClient(url=url.rsplit("/", 1)[0])
+        for name in (url.rsplit("/", 1)[1], url.rsplit("/", 1)[1] + "-removed"):  # the collection and its ledger
+            client.delete_collection(name)
 
 
 SPEC = CollectionSpec(vector_size=DIM, levels=LEVELS, fingerprint="f" * 64)
@@ -304,3 +306,18 @@ def test_edge_global_search_through_its_graph_keeps_within_cell_search_exact(tmp
         assert recall >= 0.95  # a place's photos, as near-duplicates are: the graph finds them
         for q in range(40):
             assert within.ids[q].tolist() == numpy_top_k(vectors, ids, cell == cell[picked[q]], far[q], 10).tolist()
+
+
+def test_a_new_server_collection_does_not_inherit_the_ledger_of_a_deleted_one():
+    from qdrant_client import QdrantClient
+
+    from locator.store.server import ServerStore
+    ids, vectors, payloads, _, _ = clustered_points(20)
+    client = QdrantClient(":memory:")
+    store = ServerStore(client, "photos", SPEC, "memory:photos")
+    store.upsert(ids, vectors, payloads)
+    store.remove([int(ids[0])])
+    assert ServerStore(client, "photos", SPEC, "memory:photos").removed_ids().tolist() == [int(ids[0])]  # reopened
+    client.delete_collection("photos")  # say, to build it again for another bundle
+    assert ServerStore(client, "photos", SPEC, "memory:photos").removed_ids().tolist() == []
+
