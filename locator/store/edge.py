@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -122,16 +122,22 @@ class EdgeStore(VectorStore):
             _fsync_dir(self.path)
 
     def removals(self) -> list[Removal]:
+        return list(self._ledger())
+
+    def removed_ids(self) -> np.ndarray:
+        # Streamed: after a whole source is removed, the ledger can hold millions of lines.
+        return np.unique(np.fromiter((r.id for r in self._ledger()), dtype=np.int64))
+
+    def _ledger(self) -> Iterator[Removal]:
         ledger = self.path / LEDGER_FILE
         if not ledger.is_file():
-            return []
-        out = []
-        for line in ledger.read_text().splitlines():
-            try:
-                out.append(Removal(**json.loads(line)))
-            except (ValueError, TypeError):  # a line cut by a crash: its points were never removed
-                continue
-        return out
+            return
+        with ledger.open() as lines:
+            for line in lines:
+                try:
+                    yield Removal(**json.loads(line))
+                except (ValueError, TypeError):  # a line cut by a crash: its points were never removed
+                    continue
 
     def _search(self, queries: np.ndarray, cells: list[list[int]] | None, k: int, level: int, exact: bool) -> Hits:
         field = cell_field(level)
