@@ -3,7 +3,8 @@
     GET  /v1/health                     status, points, bundle fingerprint, default method, sources to refit for
     POST /v1/locate                     multipart `images` (one or more); query: LocateSettings fields
     POST /v1/photos                     multipart `image` + form lat, lon, photo_id[, owner, source]; 201
-    DELETE /v1/photos/{id}              take a reference out of the collection
+    DELETE /v1/photos/{id}              take a reference out of the collection (recorded in its ledger of removals)
+    GET  /v1/removals?offset=&limit=    a page of that ledger, newest first
     GET  /v1/photos/{id}/thumbnail      a stored reference's thumbnail (from where it was read at ingest)
     GET  /v1/points?offset=&limit=      a page of the collection's payloads; &source= only one source's,
                                         &photo_id= the photos of that id (looked up, not scanned)
@@ -127,6 +128,11 @@ def create_app(collection: ServedCollection, settings: ServiceSettings) -> FastA
         metrics.points.dec()
         return {"id": str(point), "photo_id": removed.photo_id, "source": removed.source, "lat": removed.lat,
                 "lon": removed.lon, "removed": True}  # the id asked for (a point need not be named by its photo)
+
+    @app.get("/v1/removals")
+    async def removals(offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500)) -> dict:
+        total, rows = await on_worker(collection.removals, offset, limit)
+        return {"total": total, "offset": offset, "removals": rows}
 
     @app.get("/v1/photos/{point}/thumbnail")
     async def thumbnail(request: Request, point: int = POINT_ID) -> Response:

@@ -154,6 +154,14 @@ class ServedCollection:
         return point, replaced
 
     # --- remove ---------------------------------------------------------------------------------------------
+    def removals(self, offset: int, limit: int) -> tuple[int, list[dict]]:
+        """A page of the collection's ledger of removals, newest first; `back`: the photo is in the collection
+        again (added since)."""
+        ledger = self.store.removals()[::-1]
+        chosen = ledger[offset:offset + limit]
+        present = self.store.payloads([r.id for r in chosen])
+        return len(ledger), [{**r.to_json(), "id": str(r.id), "back": r.id in present} for r in chosen]
+
     def remove_photo(self, point: int) -> PhotoPoint:
         """Take one reference out of the collection (durable when this returns) and return it; KeyError if it is
         not there. A photo this service kept in its uploads folder goes too; photos read elsewhere at

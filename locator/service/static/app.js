@@ -178,6 +178,7 @@ async function showCollection() {
     "refit it on this collection (geoloc-train fusion --store …) so that it trusts these references." : "";
   advice.classList.toggle("hidden", !h.refit_advised_for.length);
   await showPage();
+  await showRemovals();
 }
 
 async function showPage() {
@@ -223,6 +224,22 @@ async function showPage() {
     };
     pager.append(all);
   }
+}
+
+// The ledger of removals, newest first (its latest 50), shown while its section is open.
+async function showRemovals() {
+  if (!document.getElementById("removed").open) return;
+  const ledger = await fetch("/v1/removals?limit=50").then(r => r.json());
+  const body = document.querySelector("#removals tbody");
+  body.innerHTML = "";
+  for (const r of ledger.removals) {
+    const row = document.createElement("tr");
+    row.innerHTML = `<td>${esc(r.photo_id)}</td><td>${esc(r.source)}</td><td>${esc(r.removed_at.replace("T", " ")
+      .replace("+00:00", ""))}</td><td>${r.back ? "added again since" : ""}</td>`;
+    body.appendChild(row);
+  }
+  document.getElementById("removals-status").textContent = ledger.total > ledger.removals.length
+    ? `the latest ${ledger.removals.length} of ${ledger.total.toLocaleString()} removals` : "";
 }
 
 // A misattributed or unwanted reference leaves the collection (the token, where the service has one, is the one
@@ -306,6 +323,7 @@ document.querySelectorAll(".tab").forEach(t => t.addEventListener("click", () =>
 document.getElementById("prev").onclick = () => { offset = Math.max(0, offset - PAGE); showPage(); };
 document.getElementById("next").onclick = () => { if (offset + PAGE < listed) { offset += PAGE; showPage(); } };
 document.getElementById("add-form").addEventListener("submit", addPhoto);
+document.getElementById("removed").addEventListener("toggle", showRemovals);
 function find(value) {
   findFilter = value.trim() || null;
   offset = 0;

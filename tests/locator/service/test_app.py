@@ -166,6 +166,10 @@ def test_removing_a_reference_takes_it_out_of_search_the_view_and_the_uploads(wo
         assert answer.json()["photo_id"] == "misattributed" and answer.json()["source"] == "field"
         assert client.delete(f"/v1/photos/{point}", headers=auth).status_code == 404
         assert [(r.source, r.photo_id) for r in locator.store.removals()] == [("field", "misattributed")]  # for ingest
+        ledger = client.get("/v1/removals").json()
+        assert ledger["total"] == 1 and ledger["removals"][0]["id"] == str(point)
+        assert {k: ledger["removals"][0][k] for k in ("photo_id", "source", "back")} == \
+            {"photo_id": "misattributed", "source": "field", "back": False}
         health = client.get("/v1/health").json()
         assert health["points"] == before and "field" not in health["sources"]
         listed = client.get("/v1/points", params={"limit": 500}).json()
@@ -194,6 +198,11 @@ def test_removing_a_reference_takes_it_out_of_search_the_view_and_the_uploads(wo
                              [{**stored, "image": str(tmp_path / "uploads" / ".." / outside.name)}])
         assert client.delete(f"/v1/photos/{other['id']}", headers=auth).json()["id"] == other["id"]
         assert outside.is_file()
+        ledger = client.get("/v1/removals", params={"limit": 2}).json()  # newest first
+        assert ledger["total"] == 3 and [r["id"] for r in ledger["removals"]] == [other["id"], some["id"]]
+        assert client.post("/v1/photos", files={"image": ("a.jpg", _jpeg(), "image/jpeg")}, data=form,
+                           headers=auth).status_code == 201  # added again on purpose
+        assert client.get("/v1/removals", params={"offset": 2}).json()["removals"][0]["back"] is True
     locator.close()
 
 
@@ -432,6 +441,11 @@ def test_the_page_shows_the_estimate_and_the_neighbours_in_chromium(world, tmp_p
                                    timeout=30_000)
             page.wait_for_function("document.querySelectorAll('#points tbody tr').length > 1", timeout=30_000)
             assert "of source" not in page.text_content("#page")
+            # the ledger of removals lists them, newest first
+            page.click("#removed summary")
+            page.wait_for_function("document.querySelectorAll('#removals tbody tr').length >= 2", timeout=30_000)
+            rows = page.locator("#removals tbody tr").all_text_contents()
+            assert "field-2" in rows[0] and "analyst" in rows[0] and "field-1" in rows[1]
             browser.close()
     finally:
         server.should_exit = True
