@@ -238,7 +238,7 @@ class ServedCollection:
         return _thumbnail(str(payload.get("image", "")))
 
 
-class WarmUpStopped(Exception):
+class WarmUpStopped(GeolocError):
     """The warm-up was asked to stop (the service is closing before it listens)."""
 
 
