@@ -8,7 +8,7 @@ collection since an earlier run).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,7 +44,7 @@ class KnownIds:
     sorted int64 array); a removed photo that it does not hold again is not added back."""
 
     stored: np.ndarray
-    removed: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    removed: np.ndarray
 
     def status(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(held, removed and not held again) masks of `ids`."""

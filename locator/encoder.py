@@ -73,10 +73,12 @@ class PhotoEncoder:
         largest = min(largest_batch, default_batch_size(self.device))
         return self.bundle.backbone.preprocessing.shapes(), warm_batch_sizes(self.device, largest)
 
-    def warm_up(self, largest_batch: int, progress: Callable[[], None] | None = None) -> None:
-        """Run the backbone over `warm_up_plan`'s shapes and sizes (backbone.warm_up)."""
+    def warm_up(self, largest_batch: int,
+                progress: Callable[[], None] | None = None) -> tuple[list[tuple[int, int]], list[int]]:
+        """Run the backbone over `warm_up_plan`'s shapes and sizes (backbone.warm_up); returns that plan."""
         shapes, sizes = self.warm_up_plan(largest_batch)
         warm_up(self.bundle.backbone, shapes, sizes, self.device, progress=progress)
+        return shapes, sizes
 
     def embed_features(self, features: np.ndarray) -> np.ndarray:
         """ℓ2-normalised embeddings in the store's space: the RRM's output, or normalised raw features."""

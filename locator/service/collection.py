@@ -93,7 +93,6 @@ class ServedCollection:
         2-core CPU), by the default method, or by `swc` where the bundle has no fused model. Reads only. Returns
         what it did, with its time; `stop_warm_up` ends it early (a Ctrl-C while it runs)."""
         start = time.perf_counter()
-        shapes, sizes = self.locator.encoder.warm_up_plan(largest_batch)
 
         def step() -> None:
             if self.stop_warm_up.is_set():
@@ -101,7 +100,7 @@ class ServedCollection:
             if progress is not None:
                 progress()
 
-        self.locator.encoder.warm_up(largest_batch, step)
+        shapes, sizes = self.locator.encoder.warm_up(largest_batch, step)
         method = LocateSettings().method if self.locator.bundle.fusion is not None else "swc"
         try:  # a collection the method cannot search yet (empty, say) must not keep the service from starting
             (located,) = self.locate_groups([([_blank_photo()], LocateSettings(method=method))])[0]

@@ -2,7 +2,8 @@
 
 Points are ℓ2-normalised embeddings (dot product = cosine) with a payload carrying, for every partition level
 k, the integer class `cell_k` and the S2 token `s2_k`, plus lat, lon, photo_id, owner, source, image and
-ingest_time. Beside the points, each collection keeps a ledger of the points removed from it (`removals`). Cell ids are Python ints everywhere: Qdrant silently matches nothing when an integer field is
+ingest_time. Beside the points, each collection keeps a ledger of the points removed from it (`removals`).
+Cell ids are Python ints everywhere: Qdrant silently matches nothing when an integer field is
 queried with a string, so the interface refuses anything but integers.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -163,22 +164,28 @@ class VectorStore(ABC):
 
     def remove(self, ids: Sequence[int]) -> list[int]:
         """Remove points, `REMOVE_CHUNK` at a time; returns the ids that were there (others are skipped). Each is
-        recorded first in the collection's ledger of removals (`removed`), which ingest consults: a removed photo
+        recorded first in the collection's ledger of removals (`removals`), which ingest consults: a removed photo
         that a manifest still lists is not added back unless asked."""
         ids, removed = [int(i) for i in ids], []
         for start in range(0, len(ids), REMOVE_CHUNK):
-            present = self.payloads(ids[start:start + REMOVE_CHUNK])
+            payloads = self.payloads(ids[start:start + REMOVE_CHUNK])
+            present = sorted(payloads)
             if present:
                 now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-                self._record_removals([Removal(i, str(present[i].get("source", "")),
-                                               str(present[i].get("photo_id", "")), now) for i in sorted(present)])
-                self._remove(sorted(present))
-                removed += sorted(present)
+                self._record_removals([Removal(i, str(payloads[i].get("source", "")),
+                                               str(payloads[i].get("photo_id", "")), now) for i in present])
+                self._remove(present)
+                removed += present
         return removed
 
+    def removals(self) -> list[Removal]:
+        """The ledger of removals, oldest first."""
+        return sorted(self._ledger(), key=lambda r: r.removed_at)  # stable: the ledger's order within a second
+
     def removed_ids(self) -> np.ndarray:
-        """The sorted ids of every point ever removed (whether or not added again since)."""
-        return np.unique(np.array([r.id for r in self.removals()], dtype=np.int64))
+        """The sorted ids of every point ever removed (whether or not added again since); the ledger is streamed,
+        as it can hold millions of entries once whole sources have been removed."""
+        return np.unique(np.fromiter((r.id for r in self._ledger()), dtype=np.int64))
 
     def search(self, queries: np.ndarray, cells: Sequence[int | Sequence[int]] | None, k: int = 10,
                level: int = -1, exact: bool = False) -> Hits:
@@ -204,8 +211,8 @@ class VectorStore(ABC):
         """Add to the ledger of removals, durably, before the points go."""
 
     @abstractmethod
-    def removals(self) -> list[Removal]:
-        """The ledger of removals, oldest first."""
+    def _ledger(self) -> Iterator[Removal]:
+        """The ledger of removals, entry by entry, in any order."""
 
     @abstractmethod
     def _search(self, queries: np.ndarray, cells: list[list[int]] | None, k: int, level: int, exact: bool) -> Hits: ...

@@ -121,13 +121,6 @@ class EdgeStore(VectorStore):
         if new:  # the file's name too must survive a crash
             _fsync_dir(self.path)
 
-    def removals(self) -> list[Removal]:
-        return list(self._ledger())
-
-    def removed_ids(self) -> np.ndarray:
-        # Streamed: after a whole source is removed, the ledger can hold millions of lines.
-        return np.unique(np.fromiter((r.id for r in self._ledger()), dtype=np.int64))
-
     def _ledger(self) -> Iterator[Removal]:
         ledger = self.path / LEDGER_FILE
         if not ledger.is_file():

@@ -7,7 +7,7 @@ query: fine for tests, never for real collections). The collection's spec lives 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from urllib.parse import urlparse
 
 import numpy as np
@@ -78,32 +78,32 @@ class ServerStore(VectorStore):
         self.client.delete(self.collection, points_selector=qm.PointIdsList(points=ids), wait=True)
 
     @property
-    def _ledger(self) -> str:
+    def _ledger_name(self) -> str:
         return f"{self.collection}{LEDGER_SUFFIX}"
 
     def _record_removals(self, removals: list[Removal]) -> None:
-        if not self.client.collection_exists(self._ledger):
+        if not self.client.collection_exists(self._ledger_name):
             try:
-                self.client.create_collection(self._ledger,
+                self.client.create_collection(self._ledger_name,
                                               vectors_config=qm.VectorParams(size=1, distance=qm.Distance.DOT))
             except Exception:  # noqa: BLE001 - the client's errors differ by transport; another replica may have won
-                if not self.client.collection_exists(self._ledger):
+                if not self.client.collection_exists(self._ledger_name):
                     raise
         # Keyed by removal, not by point: a photo removed, added again and removed again keeps both entries.
         keys = [str(uuid.uuid4()) for _ in removals]
-        self.client.upsert(self._ledger, points=qm.Batch(ids=keys, vectors=[[1.0]] * len(removals),
+        self.client.upsert(self._ledger_name, points=qm.Batch(ids=keys, vectors=[[1.0]] * len(removals),
                                                          payloads=[r.to_json() for r in removals]), wait=True)
 
-    def removals(self) -> list[Removal]:
-        if not self.client.collection_exists(self._ledger):
-            return []
-        out, offset = [], None
+    def _ledger(self) -> Iterator[Removal]:
+        if not self.client.collection_exists(self._ledger_name):
+            return
+        offset = None
         while True:
-            records, offset = self.client.scroll(self._ledger, limit=_SCROLL_PAGE, offset=offset, with_payload=True,
-                                                 with_vectors=False)
-            out += [Removal(**r.payload) for r in records]
+            records, offset = self.client.scroll(self._ledger_name, limit=_SCROLL_PAGE, offset=offset,
+                                                 with_payload=True, with_vectors=False)
+            yield from (Removal(**r.payload) for r in records)
             if offset is None:
-                return sorted(out, key=lambda r: (r.removed_at, r.id))
+                return
 
     def _search(self, queries: np.ndarray, cells: list[list[int]] | None, k: int, level: int, exact: bool) -> Hits:
         field = cell_field(level)
